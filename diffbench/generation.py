@@ -1,0 +1,120 @@
+"""Generate images for a list of seeds: image i starts from x_T = noise(seed_i) and, if conditional,
+asks for class seed_i mod K. Batches, processes and GPUs only partition the seeds, so each image is
+the same whatever the batch size or GPU count (per-image noise, see ``diffbench.noise``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from diffbench.checkpoint import load_model_file
+from diffbench.diffusion import NoiseSchedule
+from diffbench.guidance import guided_eps
+from diffbench.noise import image_noise
+from diffbench.samplers import get_sampler
+from diffbench.unet import UNet, UNetConfig
+
+DETERMINISM_STREAM_OFFSET = 1 << 20
+
+
+@dataclass
+class LoadedModel:
+    """A trained U-Net (EMA weights) with its schedule, ready to sample."""
+
+    net: UNet
+    schedule: NoiseSchedule
+    file: dict
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        c = self.net.config
+        return (c.in_channels, c.image_size, c.image_size)
+
+    @property
+    def num_classes(self) -> int:
+        return self.net.config.num_classes
+
+
+def load_model(path: str, device: torch.device) -> LoadedModel:
+    """Load a model file written by training (fails with one line on a bad file)."""
+    state = load_model_file(path)
+    config = dict(state["unet"])
+    for key in ("channel_mult", "attn_resolutions"):
+        config[key] = tuple(config[key])
+    net = UNet(UNetConfig(**config))
+    net.load_state_dict(state["ema"])
+    net.to(device).eval().requires_grad_(False)
+    return LoadedModel(net=net, schedule=NoiseSchedule.named(state["schedule"], state["timesteps"]), file=state)
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """Model space [−1, 1], N×C×H×W → uint8 N×H×W×C, rounding ((x + 1)·127.5)."""
+    return ((x.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def class_labels(seeds: torch.Tensor, num_classes: int) -> torch.Tensor | None:
+    """Balanced class per image: seed mod K (None for an unconditional model)."""
+    return seeds % num_classes if num_classes else None
+
+
+def sample_batch(
+    model: LoadedModel, kind: str, settings: Any, steps: int, seeds: torch.Tensor, guidance: float | None,
+    bf16: bool = False, stream_offset: int = 0,
+) -> torch.Tensor:
+    """Samples (model space) for one batch of seeds."""
+    device = next(model.net.parameters()).device
+    seeds = seeds.to(device)
+    x_T = image_noise(seeds, 0, model.image_shape)
+    labels = class_labels(seeds, model.num_classes)
+    eps_fn = guided_eps(model.net, labels, guidance, model.num_classes)
+    sampler = get_sampler(kind)
+
+    def noise(k: int) -> torch.Tensor:
+        return image_noise(seeds, stream_offset + k, model.image_shape)
+
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda"):
+        return sampler.sample(eps_fn, x_T, model.schedule, steps, noise, settings)
+
+
+@dataclass
+class Generated:
+    """Images (uint8 N×H×W×C, in seed order) with their seeds, labels and timing."""
+
+    images: np.ndarray
+    seeds: np.ndarray
+    labels: np.ndarray | None
+    seconds: float
+
+
+def generate(
+    model: LoadedModel, kind: str, settings: Any, steps: int, seeds: list[int], guidance: float | None,
+    batch_size: int, bf16: bool = False, rank: int = 0, world_size: int = 1,
+) -> Generated:
+    """This process's share (seeds[rank::world_size]) of the images, batched."""
+    mine = torch.tensor(seeds[rank::world_size], dtype=torch.int64)
+    device = next(model.net.parameters()).device
+    outputs: list[np.ndarray] = []
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    for chunk in mine.split(batch_size):
+        outputs.append(to_uint8(sample_batch(model, kind, settings, steps, chunk, guidance, bf16)))
+    seconds = time.perf_counter() - start
+    labels = class_labels(mine, model.num_classes)
+    images = np.concatenate(outputs) if outputs else np.zeros((0,) + model.image_shape[1:] + model.image_shape[:1], np.uint8)
+    return Generated(images, mine.numpy(), None if labels is None else labels.numpy(), seconds)
+
+
+def is_deterministic(
+    model: LoadedModel, kind: str, settings: Any, steps: int, seeds: list[int], guidance: float | None, bf16: bool
+) -> bool:
+    """Sample the same x_T twice with different injected noise; identical outputs ⇔ deterministic."""
+    seed_tensor = torch.tensor(seeds, dtype=torch.int64)
+    first = sample_batch(model, kind, settings, steps, seed_tensor, guidance, bf16)
+    second = sample_batch(model, kind, settings, steps, seed_tensor, guidance, bf16, DETERMINISM_STREAM_OFFSET)
+    return bool(torch.equal(first, second))

@@ -1,0 +1,43 @@
+"""Where each stage's files live, relative to the profile folder (the folder of dvc.yaml).
+
+One place for the paths, so dvc.yaml, stages and reports agree; dvc.yaml spells the same paths.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+REPORTS = Path("reports")
+RESULTS = Path("results")
+FLOOR_MODEL = "real-data"
+FLOOR_RUN = "train-vs-test"
+
+
+def data_dir(dataset: str) -> Path:
+    """Prepared splits of a dataset."""
+    return Path("data") / dataset
+
+
+def split_file(dataset: str, split: str) -> Path:
+    """One prepared split (uint8 images, labels, class names)."""
+    return data_dir(dataset) / f"{split}.npz"
+
+
+def reference_file(dataset: str) -> Path:
+    """Cached Inception features of the reference split."""
+    return Path("features") / dataset / "reference.npz"
+
+
+def model_dir(model: str) -> Path:
+    """A reference model's files: model.pt, checkpoint.pt, loss.tsv, train.json, model_card.md."""
+    return Path("reference_models") / model
+
+
+def run_dir(model: str, run_id: str) -> Path:
+    """One sampling run's files: samples.npz, grid.png, metrics.json."""
+    return RESULTS / model / run_id
+
+
+def floor_dir(dataset: str) -> Path:
+    """The real-data floor: training images scored against the reference split."""
+    return run_dir(f"{dataset}-{FLOOR_MODEL}", FLOOR_RUN)

@@ -1,0 +1,73 @@
+"""DVC stage: Inception features of the reference split (computed once, cached as a DVC output),
+and the real-data floor: the same metrics between training images and that reference."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from diffbench import layout
+from diffbench.cli import default_device, environment, stage_main, write_json
+from diffbench.config import load_params
+from diffbench.data import load_split
+from diffbench.distributed import device_name
+from diffbench.errors import ParamsError
+from diffbench.evaluation import Evaluator
+from diffbench.hashing import sha256_file
+from diffbench.metrics.inception import load_inception
+from diffbench.metrics.reference import reference_meta, save_reference
+
+
+def take(images, count: int, field: str, path) -> object:
+    """The first ``count`` images; asking for more than the split holds fails naming the field."""
+    if count > len(images):
+        raise ParamsError(f"{field}: {count} exceeds the {len(images)} images of {path}")
+    return images[:count]
+
+
+@stage_main
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("dataset")
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args(argv)
+    params = load_params(args.params)
+    metrics = params.section("metrics")
+    if args.dataset not in params.section("datasets"):
+        raise ParamsError(f"datasets: unknown dataset {args.dataset!r}; allowed: {', '.join(params.section('datasets'))}")
+    ref_path = layout.split_file(args.dataset, metrics["reference_split"])
+    floor_split = "train" if metrics["reference_split"] == "test" else "test"
+    floor_path = layout.split_file(args.dataset, floor_split)
+    ref_images, _, _ = load_split(ref_path)
+    floor_images, _, _ = load_split(floor_path)
+    ref_images = take(ref_images, metrics["reference_n"], "metrics.reference_n", ref_path)
+    floor_images = take(floor_images, metrics["floor_n"], "metrics.floor_n", floor_path)
+    device = default_device()
+    extractor = load_inception(metrics.get("inception_weights"), device)
+
+    start = time.perf_counter()
+    features = extractor.extract(ref_images, metrics["batch_size"])
+    meta = reference_meta(args.dataset, metrics["reference_split"], len(ref_images), sha256_file(ref_path), extractor)
+    meta["seconds"] = time.perf_counter() - start
+    out = layout.reference_file(args.dataset)
+    save_reference(out, features, meta)
+    print(f"{args.dataset}: {len(ref_images)} reference features in {meta['seconds']:.0f} s -> {out}")
+
+    evaluator = Evaluator(out, extractor, metrics, params.seed)
+    values = evaluator.score(floor_images)
+    write_json(layout.floor_dir(args.dataset) / "metrics.json", {
+        "dataset": args.dataset, "model": layout.FLOOR_MODEL, "run": layout.FLOOR_RUN, "family": "floor",
+        "description": f"first {len(floor_images)} {floor_split} images vs the reference split",
+        "metrics": values,
+        "provenance": evaluator.provenance(len(floor_images)) | {
+            "samples": {"split": floor_split, "split_sha256": sha256_file(floor_path)},
+            "device": device_name(torch.device(device)), "environment": environment(),
+        },
+    })
+    print(f"{args.dataset}: real-data floor FID {values['fid']:.3f} (n={len(floor_images)})")
+
+
+if __name__ == "__main__":
+    main()
