@@ -60,9 +60,14 @@ class RunSpec:
 
 
 def parse_scale(value: Any, where: str) -> float | None:
-    """A guidance scale from params: 'none'/null → None (unguided), else a number ≥ 0."""
-    if value is None or (isinstance(value, str) and value.lower() == "none"):
+    """A guidance scale from params or the command line: 'none'/null → None (unguided), else a number ≥ 0."""
+    if value is None or (isinstance(value, str) and value.strip().lower() == "none"):
         return None
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ParamsError(f"{where}: a guidance scale must be a number >= 0 or 'none', got {value!r}") from None
     check_scale(value, where)
     return float(value)
 

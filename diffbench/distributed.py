@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -84,6 +85,7 @@ def relaunch_with_torchrun(module: str, argv: list[str]) -> None:
     count = int(os.environ.get("DIFFBENCH_NPROC", torch.cuda.device_count()))
     if count <= 1:
         return
-    command = ["torchrun", "--standalone", f"--nproc-per-node={count}", "-m", module, *argv]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={count}",
+               "-m", module, *argv]
     print("launching:", " ".join(command), flush=True)
     os.execvp(command[0], command)

@@ -29,6 +29,11 @@ class LoadedModel:
     net: UNet
     schedule: NoiseSchedule
     file: dict
+    forward: torch.nn.Module | None = None  # what sampling calls: the net, or its torch.compile wrapper
+
+    def __post_init__(self) -> None:
+        if self.forward is None:
+            self.forward = self.net
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -40,8 +45,8 @@ class LoadedModel:
         return self.net.config.num_classes
 
 
-def load_model(path: str, device: torch.device) -> LoadedModel:
-    """Load a model file written by training (fails with one line on a bad file)."""
+def load_model(path: str, device: torch.device, compile_model: bool = False) -> LoadedModel:
+    """Load a model file written by training (fails with one line on a bad file); optionally torch.compile it."""
     state = load_model_file(path)
     config = dict(state["unet"])
     for key in ("channel_mult", "attn_resolutions"):
@@ -49,7 +54,8 @@ def load_model(path: str, device: torch.device) -> LoadedModel:
     net = UNet(UNetConfig(**config))
     net.load_state_dict(state["ema"])
     net.to(device).eval().requires_grad_(False)
-    return LoadedModel(net=net, schedule=NoiseSchedule.named(state["schedule"], state["timesteps"]), file=state)
+    schedule = NoiseSchedule.named(state["schedule"], state["timesteps"])
+    return LoadedModel(net=net, schedule=schedule, file=state, forward=torch.compile(net) if compile_model else net)
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
@@ -71,7 +77,7 @@ def sample_batch(
     seeds = seeds.to(device)
     x_T = image_noise(seeds, 0, model.image_shape)
     labels = class_labels(seeds, model.num_classes)
-    eps_fn = guided_eps(model.net, labels, guidance, model.num_classes)
+    eps_fn = guided_eps(model.forward, labels, guidance, model.num_classes)
     sampler = get_sampler(kind)
 
     def noise(k: int) -> torch.Tensor:

@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     distributed.relaunch_with_torchrun("stages.sample", sys.argv[1:] if argv is None else argv)
 
     ctx = distributed.setup(os.environ.get("DIFFBENCH_DEVICE"))
-    model = load_model(str(model_path), ctx.device)
+    model = load_model(str(model_path), ctx.device, compile_model=sampling["compile"])
     seeds = list(range(sampling["n_samples"]))
     generated = generate(
         model, run.kind, settings, run.steps, seeds, run.guidance, sampling["batch_size"],

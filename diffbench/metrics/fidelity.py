@@ -91,14 +91,16 @@ def kid_from_features(
 def precision_recall(gen: np.ndarray, ref: np.ndarray, k: int = 3) -> tuple[float, float]:
     """Improved precision and recall (Kynkäänniemi et al.) with k-NN balls of neighbourhood ``k``.
 
-    Each set needs more than ``k`` points (torch-fidelity's kthvalue would fail otherwise).
+    Each set needs more than ``k`` points (torch-fidelity's kthvalue would fail otherwise). Uses
+    torch-fidelity's row-blocked path (``save_cpu_ram``): the same distances and the same numbers as
+    its default path, but memory bounded by 10,000 × N distances instead of three full N×N matrices.
     """
     g, r = _pair(gen, ref)
     if k < 1 or k >= min(len(g), len(r)):
         raise DiffbenchError(
             f"precision/recall neighbourhood k={k} needs 1 <= k < set size; got {len(g)} generated, {len(r)} reference"
         )
-    out = prc_features_to_metric(g, r, prc_neighborhood=k, save_cpu_ram=False, verbose=False)
+    out = prc_features_to_metric(g, r, prc_neighborhood=k, save_cpu_ram=True, verbose=False)
     return float(out[KEY_METRIC_PRECISION]), float(out[KEY_METRIC_RECALL])
 
 

@@ -91,7 +91,7 @@ def check_images(images: np.ndarray) -> None:
 def as_nchw_rgb(images: np.ndarray) -> torch.Tensor:
     """uint8 N×H×W×C (C = 1 or 3) array → uint8 N×3×H×W tensor; grayscale is repeated to 3 channels."""
     check_images(images)
-    tensor = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
+    tensor = torch.tensor(images).permute(0, 3, 1, 2)  # a copy: also fine for read-only (memmap) input
     return tensor.expand(-1, 3, -1, -1).contiguous()
 
 

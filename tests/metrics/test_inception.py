@@ -139,6 +139,16 @@ def test_extract_batches_uint8_nchw_in_order_and_has_logits_follows_fc(finite_fc
 # --------------------------------------------------------------------------- the real network (slow)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_cpu_thread():
+    """Run the network on one thread: on a 2-core machine shared with another busy process, torch's
+    2 OpenMP threads spin at every barrier and a forward pass takes ~5 s whatever the batch size."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def offline() -> InceptionFeatures:
     return load_inception(str(OFFLINE_WEIGHTS), "cpu")

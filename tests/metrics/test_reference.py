@@ -86,7 +86,9 @@ def corrupt_no_pool(path):
         np.savez(handle, meta_json=np.array("{}"))
 
 
-@pytest.mark.parametrize("corrupt", [corrupt_garbage, corrupt_truncated, corrupt_bad_member, corrupt_no_meta, corrupt_no_pool])
+@pytest.mark.parametrize(
+    "corrupt", [corrupt_garbage, corrupt_truncated, corrupt_bad_member, corrupt_no_meta, corrupt_no_pool]
+)
 def test_corrupt_file_is_a_one_line_error_naming_it(tmp_path, corrupt):
     path = tmp_path / "ref.npz"
     save_reference(path, features(True), meta())

@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+import torch
+
+from diffbench.checkpoint import MODEL_FORMAT, save_atomic
+from diffbench.errors import DiffbenchError
+from diffbench.generation import generate, is_deterministic, load_model, to_uint8
+from diffbench.samplers import make_settings
+
+
+@pytest.fixture
+def model_file(tmp_path, tiny_unet):
+    from dataclasses import asdict
+
+    path = tmp_path / "model.pt"
+    save_atomic({"format": MODEL_FORMAT, "unet": asdict(tiny_unet.config), "schedule": "cosine", "timesteps": 50,
+                 "ema": tiny_unet.state_dict(), "step": 0}, path)
+    return path
+
+
+def test_each_image_is_independent_of_batch_size_and_process_count(model_file):
+    model = load_model(str(model_file), torch.device("cpu"))
+    settings = make_settings("ddpm", {})
+    seeds = list(range(7))
+    whole = generate(model, "ddpm", settings, 50, seeds, 3.0, batch_size=7).images
+    small = generate(model, "ddpm", settings, 50, seeds, 3.0, batch_size=2).images
+    assert np.array_equal(whole, small)
+    shards = [generate(model, "ddpm", settings, 50, seeds, 3.0, batch_size=3, rank=r, world_size=3) for r in range(3)]
+    merged = np.concatenate([s.images for s in shards])[np.argsort(np.concatenate([s.seeds for s in shards]))]
+    assert np.array_equal(whole, merged)
+    assert whole.shape == (7, 8, 8, 1) and whole.dtype == np.uint8
+
+
+def test_labels_are_balanced_by_seed(model_file):
+    model = load_model(str(model_file), torch.device("cpu"))
+    out = generate(model, "ddim", make_settings("ddim", {}), 5, list(range(20)), 1.0, batch_size=20)
+    assert out.labels.tolist() == [s % 10 for s in range(20)]
+
+
+def test_determinism_check_tells_ddim_from_ddpm(model_file):
+    model = load_model(str(model_file), torch.device("cpu"))
+    assert is_deterministic(model, "ddim", make_settings("ddim", {}), 10, [0, 1], 1.0, False)
+    assert not is_deterministic(model, "ddim", make_settings("ddim", {"eta": 1.0}), 10, [0, 1], 1.0, False)
+    assert not is_deterministic(model, "ddpm", make_settings("ddpm", {}), 50, [0, 1], 1.0, False)
+
+
+def test_to_uint8_rounds_model_space():
+    x = torch.tensor([-1.0, -0.999, 0.0, 1.0, 2.0]).reshape(1, 1, 1, 5)
+    assert to_uint8(x).ravel().tolist() == [0, 0, 128, 255, 255]
+
+
+def test_model_file_errors_name_the_file(tmp_path):
+    with pytest.raises(DiffbenchError, match="model.pt: checkpoint not found"):
+        load_model(str(tmp_path / "model.pt"), torch.device("cpu"))
+    bad = tmp_path / "bad.pt"
+    save_atomic({"format": MODEL_FORMAT}, bad)
+    with pytest.raises(DiffbenchError, match="bad.pt: not a diffbench checkpoint"):
+        load_model(str(bad), torch.device("cpu"))
