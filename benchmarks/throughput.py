@@ -121,6 +121,34 @@ def sample_rate_diffusers(model, batch: int, compile_model: bool, steps: int) ->
     return batch / timed(run, warmup=1, iters=2)
 
 
+def render_markdown(results: dict) -> str:
+    """performance.md: the side-by-side table, speed-ups and MFU, with the GPU named on every row."""
+    gpu = results["gpu"]
+    lines = [
+        "# Throughput: diffbench vs diffusers (same GPU, same run)", "",
+        f"Measured by `benchmarks/throughput.py` on one {gpu}, torch {results['torch']}; "
+        f"training batch {results['train_batch']} (bf16 autocast, fused AdamW), sampling DDIM-{results['sample_steps']} "
+        f"at batch {results['sample_batch']} (bf16). Both U-Nets: DDPM CIFAR-10 configuration, "
+        f"{results['runs']['diffbench']['parameters'] / 1e6:.2f}M parameters, "
+        f"{results['runs']['diffbench']['forward_gflops_per_image']:.1f} GFLOP per forward. "
+        f"MFU = 3 × forward FLOPs × images/s ÷ {H100_BF16_DENSE_TFLOPS:.0f} TFLOP/s (dense bf16 peak).", "",
+        "| GPU | library | mode | train images/s | DDIM sample images/s | train MFU |",
+        "| --- | --- | --- | ---: | ---: | ---: |",
+    ]
+    for library, entry in results["runs"].items():
+        for mode in ("eager", "compile"):
+            if mode in entry:
+                row = entry[mode]
+                lines.append(f"| {gpu} | {library} | {mode} | {row['train_images_per_s']:.0f} | "
+                             f"{row['sample_images_per_s']:.1f} | {row['train_mfu']:.1%} |")
+    lines += [
+        "", f"- training speed-up vs diffusers (best mode of each): **{results['train_speedup_vs_diffusers']:.2f}×** (goal 1.5×)",
+        f"- sampling speed-up vs diffusers (best mode of each): **{results['sample_speedup_vs_diffusers']:.2f}×** (goal 1.5×)",
+        f"- training MFU: **{results['train_mfu']:.1%}** (goal 35%)", "",
+    ]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--train-batch", type=int, default=512)
@@ -128,8 +156,17 @@ def main() -> None:
     parser.add_argument("--sample-batch", type=int, default=1000)
     parser.add_argument("--sample-steps", type=int, default=50)
     parser.add_argument("--modes", default="eager,compile")
-    parser.add_argument("--out", default=None)
+    parser.add_argument("--out", default=None, help="write results JSON here")
+    parser.add_argument("--markdown", default=None, help="write performance.md here")
+    parser.add_argument("--from-json", default=None, help="only render --markdown from an earlier --out file")
     args = parser.parse_args()
+    if args.from_json:
+        with open(args.from_json) as handle:
+            results = json.load(handle)
+        if args.markdown:
+            with open(args.markdown, "w") as handle:
+                handle.write(render_markdown(results))
+        return
     torch.backends.cudnn.benchmark = True
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
@@ -161,6 +198,9 @@ def main() -> None:
     if args.out:
         with open(args.out, "w") as handle:
             json.dump(results, handle, indent=2, sort_keys=True)
+    if args.markdown:
+        with open(args.markdown, "w") as handle:
+            handle.write(render_markdown(results))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from diffbench.errors import DiffbenchError  # noqa: E402
@@ -79,9 +80,9 @@ def load_records(results: Path) -> pd.DataFrame:
 
 
 def _fmt(value: object, digits: int = 2) -> str:
-    if value is None or (isinstance(value, float) and pd.isna(value)):
+    if value is None or (not isinstance(value, (str, bool)) and pd.isna(value)):
         return "–"
-    if isinstance(value, bool):
+    if isinstance(value, (bool, np.bool_)):
         return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:.{digits}f}"
@@ -115,9 +116,12 @@ def write_table(table: pd.DataFrame, stem: Path, title: str, notes: list[str]) -
     table.to_csv(stem.with_suffix(".csv"), index=False)
     shown = table.copy()
     for column in shown.columns:
-        if shown[column].dtype == float or shown[column].dtype == object:
+        if column in ("steps", "n_samples"):
+            shown[column] = shown[column].map(lambda v: "–" if pd.isna(v) else str(int(v)))
+        else:
             digits = 4 if column in ("precision", "recall", "s/image") else 2
-            shown[column] = shown[column].map(lambda v: _fmt(v, digits))
+            shown[column] = shown[column].astype(object).map(lambda v: _fmt(v, digits))
+    shown = shown.rename(columns={"fid": "FID", "inception_score_mean": "IS", "n_samples": "n"})
     text = [f"# {title}", "", *notes, "", shown.to_markdown(index=False), ""]
     stem.with_suffix(".md").write_text("\n".join(text))
 

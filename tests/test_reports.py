@@ -59,7 +59,9 @@ def test_tables_plots_and_summary(results, tmp_path):
         "seconds_per_image": 0.5, "n_samples": 50, "device": "cpu (2 threads)", "deterministic": True,
     }
     text = (out / "tables" / "ddpm_vs_ddim_mnist.md").read_text()
-    assert "Inception Score: unavailable — no logits" in text and "n_samples" in text
+    assert "Inception Score: unavailable — no logits" in text and " n |" in text and "| device" in text
+    floor_free = text.split("\n")[-2]  # last table row: no 'nan', booleans spelled out
+    assert "nan" not in text and ("| yes " in text or "| no " in text), floor_free
     assert (out / "plots" / "fid_vs_steps_mnist.png").stat().st_size > 1000
     assert (out / "plots" / "quality_vs_cfg_mnist.png").stat().st_size > 1000
 
