@@ -31,7 +31,9 @@ def load_file(path: str | Path, required: tuple[str, ...] = ()) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:  # torch raises many types for damaged files
-        raise DiffbenchError(f"{path}: corrupt or unreadable checkpoint ({type(error).__name__}); delete it to start over") from None
+        raise DiffbenchError(
+            f"{path}: corrupt or unreadable checkpoint ({type(error).__name__}); delete it to start over"
+        ) from None
     if not isinstance(state, dict):
         raise DiffbenchError(f"{path}: not a diffbench checkpoint (expected a dict)")
     missing = [key for key in required if key not in state]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import functools
 import json
 import os
@@ -29,6 +30,15 @@ def stage_main(main: Callable[[list[str] | None], None]) -> Callable[[list[str] 
             raise SystemExit(2) from None
 
     return wrapper
+
+
+def stage_parser(description: str | None, *positionals: str) -> argparse.ArgumentParser:
+    """The argument parser every stage starts from: its positional names, then ``--params``."""
+    parser = argparse.ArgumentParser(description=description)
+    for name in positionals:
+        parser.add_argument(name)
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    return parser
 
 
 def _plain(value: Any) -> Any:

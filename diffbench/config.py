@@ -110,6 +110,13 @@ class Params:
     def section(self, name: str) -> dict:
         return self.raw[name]
 
+    def dataset_entry(self, name: str) -> dict:
+        """A copy of ``datasets.<name>``; unknown names list the allowed ones."""
+        datasets = self.raw["datasets"]
+        if name not in datasets:
+            raise ParamsError(f"datasets: unknown dataset {name!r}; allowed: {', '.join(datasets)}")
+        return dict(datasets[name])
+
     @property
     def models(self) -> list[ModelSpec]:
         """Every dataset × every schedule, in params order."""

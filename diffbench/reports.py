@@ -98,7 +98,7 @@ def _kid(row: pd.Series) -> str:
 def _provenance_lines(frame: pd.DataFrame, dataset: str) -> list[str]:
     lines = [
         f"- dataset: **{dataset}**; reference: {', '.join(sorted(frame['reference'].unique()))}",
-        f"- samples per row: n as given; seeds 0..n−1 (one seed per image)",
+        "- samples per row: n as given; seeds 0..n−1 (one seed per image)",
         f"- metric backend: {', '.join(sorted(frame['backend'].unique()))}, Inception weights sha256 "
         + ", ".join(f"`{str(w)[:16]}…`" for w in sorted(frame["weights_sha256"].astype(str).unique())),
         f"- device(s): {', '.join(sorted(frame['device'].astype(str).unique()))}",

@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
 
-from diffbench.cli import stage_main, write_json
+from diffbench.cli import stage_parser, stage_main, write_json
 from diffbench.config import load_params
 from diffbench.data import dataset_spec, prepare_dataset, resolve_local_dir
-from diffbench.errors import ParamsError
 from diffbench.layout import data_dir
 
 
 @stage_main
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("dataset")
-    parser.add_argument("--params", default="params.yaml")
-    args = parser.parse_args(argv)
+    args = stage_parser(__doc__, "dataset").parse_args(argv)
     params = load_params(args.params)
-    datasets = params.section("datasets")
-    if args.dataset not in datasets:
-        raise ParamsError(f"datasets: unknown dataset {args.dataset!r}; allowed: {', '.join(datasets)}")
-    entry = dict(datasets[args.dataset])
+    entry = params.dataset_entry(args.dataset)
     local = resolve_local_dir(args.dataset, entry.pop("local", None))
     out = data_dir(args.dataset)
     provenance = prepare_dataset(dataset_spec(args.dataset, entry), out, local)

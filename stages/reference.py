@@ -3,13 +3,12 @@ and the real-data floor: the same metrics between training images and that refer
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
 
 from diffbench import layout
-from diffbench.cli import default_device, environment, stage_main, write_json
+from diffbench.cli import stage_parser, default_device, environment, stage_main, write_json
 from diffbench.config import load_params
 from diffbench.data import load_split
 from diffbench.distributed import device_name
@@ -29,14 +28,10 @@ def take(images, count: int, field: str, path) -> object:
 
 @stage_main
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("dataset")
-    parser.add_argument("--params", default="params.yaml")
-    args = parser.parse_args(argv)
+    args = stage_parser(__doc__, "dataset").parse_args(argv)
     params = load_params(args.params)
     metrics = params.section("metrics")
-    if args.dataset not in params.section("datasets"):
-        raise ParamsError(f"datasets: unknown dataset {args.dataset!r}; allowed: {', '.join(params.section('datasets'))}")
+    params.dataset_entry(args.dataset)  # an unknown name fails here, before any work
     ref_path = layout.split_file(args.dataset, metrics["reference_split"])
     floor_split = "train" if metrics["reference_split"] == "test" else "test"
     floor_path = layout.split_file(args.dataset, floor_split)

@@ -11,8 +11,7 @@ from diffbench.reports import build_reports
 
 @stage_main
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.parse_args(argv)
+    argparse.ArgumentParser(description=__doc__).parse_args(argv)
     written = build_reports(layout.RESULTS, layout.REPORTS)
     print(f"wrote {len(written)} report files under {layout.REPORTS}/")
 

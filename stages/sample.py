@@ -6,7 +6,6 @@ samples its share of the seeds; rank 0 gathers them, checks determinism and comp
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -14,7 +13,7 @@ import numpy as np
 import torch
 
 from diffbench import distributed, layout
-from diffbench.cli import environment, stage_main, write_json
+from diffbench.cli import stage_parser, environment, stage_main, write_json
 from diffbench.config import load_params
 from diffbench.evaluation import Evaluator
 from diffbench.generation import generate, is_deterministic, load_model
@@ -37,13 +36,10 @@ def gather_in_seed_order(local: np.ndarray, local_seeds: np.ndarray) -> tuple[np
 
 @stage_main
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("dataset")
-    parser.add_argument("schedule")
+    parser = stage_parser(__doc__, "dataset", "schedule")
     parser.add_argument("run", help="<sampler setting>-<steps>, e.g. ddim-50")
     parser.add_argument("--guidance", default="default", help="scale >= 0 or 'none'; default: sampling.guidance")
     parser.add_argument("--family", choices=FAMILIES, default="sweep")
-    parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
     params = load_params(args.params)
     spec = params.model(args.dataset, args.schedule)
@@ -69,7 +65,9 @@ def main(argv: list[str] | None = None) -> None:
         distributed.cleanup()
         return
     check = seeds[: sampling["determinism_images"]]
-    deterministic = is_deterministic(model, run.kind, settings, run.steps, check, run.guidance, sampling["bf16"]) if check else None
+    deterministic = None
+    if check:
+        deterministic = is_deterministic(model, run.kind, settings, run.steps, check, run.guidance, sampling["bf16"])
     # The guidance sweep names its folder by the scale exactly as params.yaml spells it (as dvc.yaml does).
     run_id = f"{run.name}-cfg{args.guidance}" if args.family == "guidance" else run.name
     out = layout.run_dir(spec.name, run_id)

@@ -6,7 +6,6 @@ checkpoint.pt (not a DVC output) so an interrupted `dvc repro` resumes where it 
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from dataclasses import asdict
@@ -14,7 +13,7 @@ from pathlib import Path
 
 from diffbench import distributed, layout, model_card
 from diffbench.checkpoint import save_atomic
-from diffbench.cli import environment, stage_main, write_json
+from diffbench.cli import stage_parser, environment, stage_main, write_json
 from diffbench.config import load_params
 from diffbench.data import load_split
 from diffbench.diffusion import NoiseSchedule
@@ -35,10 +34,7 @@ def open_loss_log(path: Path, resumed_step: int):
 
 @stage_main
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("dataset")
-    parser.add_argument("schedule")
-    parser.add_argument("--params", default="params.yaml")
+    parser = stage_parser(__doc__, "dataset", "schedule")
     parser.add_argument("--stop-at", type=int, default=None, help="stop after this step (tests resume)")
     args = parser.parse_args(argv)
     params = load_params(args.params)
