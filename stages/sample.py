@@ -49,11 +49,16 @@ def main(argv: list[str] | None = None) -> None:
     model_path = layout.model_dir(spec.name) / "model.pt"
     reference_path = layout.reference_file(spec.dataset)
     load_reference(reference_path)  # fail fast, before sampling, on a missing or broken reference
-    resolve_weights(metrics.get("inception_weights"))
+    resolve_weights(metrics.get("inception_weights"))  # and on missing weights
     distributed.relaunch_with_torchrun("stages.sample", sys.argv[1:] if argv is None else argv)
 
     ctx = distributed.setup(os.environ.get("DIFFBENCH_DEVICE"))
     model = load_model(str(model_path), ctx.device, compile_model=sampling["compile"])
+    # Rank 0 scores: load the extractor now, so broken weights fail before minutes of sampling.
+    evaluator = None
+    if ctx.is_main:
+        extractor = load_inception(metrics.get("inception_weights"), str(ctx.device))
+        evaluator = Evaluator(reference_path, extractor, metrics, params.seed)
     seeds = list(range(sampling["n_samples"]))
     generated = generate(
         model, run.kind, settings, run.steps, seeds, run.guidance, sampling["batch_size"],
@@ -76,8 +81,6 @@ def main(argv: list[str] | None = None) -> None:
     np.savez(out / "samples.npz", images=images, seeds=image_seeds, labels=labels)
     save_grid(images[: metrics["grid_images"]], out / "grid.png")
 
-    extractor = load_inception(metrics.get("inception_weights"), str(ctx.device))
-    evaluator = Evaluator(reference_path, extractor, metrics, params.seed)
     values = evaluator.score(images)
     device = distributed.device_name(ctx.device)
     write_json(out / "metrics.json", {

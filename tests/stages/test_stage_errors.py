@@ -1,0 +1,57 @@
+"""Stages fail fast on bad input: one line on stderr naming the field or file, exit status 2."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from stages import prepare, reference, sample, train
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    shutil.copy(ROOT / "profiles" / "quick" / "params.yaml", tmp_path / "params.yaml")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def fails(main, argv, capsys) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err
+    return err
+
+
+@pytest.mark.parametrize(
+    "main, argv, expected",
+    [
+        (prepare.main, ["svhn"], "datasets: unknown dataset 'svhn'; allowed: mnist, cifar10-jpeg"),
+        (reference.main, ["svhn"], "datasets: unknown dataset 'svhn'"),
+        (train.main, ["mnist", "exponential"], "models.schedules: no schedule 'exponential'; allowed: linear, cosine"),
+        (train.main, ["mnist", "cosine"], "data/mnist/train.npz"),
+        (sample.main, ["mnist", "cosine", "ddim-0"], "run 'ddim-0' steps: must be an integer in 1..100 (T)"),
+        (sample.main, ["mnist", "cosine", "ddim-500"], "must be an integer in 1..100 (T), got 500"),
+        (sample.main, ["mnist", "cosine", "ddim-10", "--guidance", "-2"], "a guidance scale must be a number >= 0"),
+        (sample.main, ["mnist", "cosine", "heun-10"], "must be '<sampler setting>-<steps>'"),
+        (sample.main, ["mnist", "cosine", "ddim-10"], "features/mnist/reference.npz does not exist"),
+    ],
+)
+def test_bad_input_is_one_line_before_any_work(workdir, capsys, main, argv, expected):
+    assert expected in fails(main, argv, capsys)
+
+
+def test_corrupt_model_file_is_named(workdir, capsys, monkeypatch):
+    monkeypatch.setattr(sample, "load_reference", lambda path: None)
+    monkeypatch.setattr(sample, "resolve_weights", lambda path: None)
+    model = workdir / "reference_models" / "mnist-cosine" / "model.pt"
+    model.parent.mkdir(parents=True)
+    model.write_bytes(b"\x00garbage")
+    assert "model.pt: corrupt or unreadable checkpoint" in fails(sample.main, ["mnist", "cosine", "ddim-10"], capsys)
+
+
+def test_missing_params_file(workdir, capsys):
+    assert "nope.yaml: params file not found" in fails(prepare.main, ["mnist", "--params", "nope.yaml"], capsys)
