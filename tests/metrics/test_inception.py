@@ -1,11 +1,12 @@
 """diffbench.metrics.inception: weights resolution, image layout, and (slow) the real network.
 
-The slow tests use the offline FID Inception weights at .device/inception.pth, built by
-../shared/tools/offline-inception.sh, and are skipped when that file is absent.
+The slow tests use the offline FID Inception weights ($DIFFBENCH_INCEPTION_WEIGHTS, else .device/inception.pth), built by
+../shared/tools/offline-inception.sh, and are skipped when neither file exists.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,8 @@ from diffbench.hashing import sha256_file
 from diffbench.metrics import inception
 from diffbench.metrics.inception import WEIGHTS_ENV, InceptionFeatures, as_nchw_rgb, load_inception, resolve_weights
 
-OFFLINE_WEIGHTS = Path(__file__).resolve().parents[2] / ".device" / "inception.pth"
+# The offline weights: $DIFFBENCH_INCEPTION_WEIGHTS (as CI and the README set it), else .device/inception.pth.
+OFFLINE_WEIGHTS = Path(os.environ.get(WEIGHTS_ENV) or Path(__file__).resolve().parents[2] / ".device" / "inception.pth")
 needs_weights = pytest.mark.skipif(not OFFLINE_WEIGHTS.is_file(), reason=f"{OFFLINE_WEIGHTS} not built")
 
 
