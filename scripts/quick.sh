@@ -8,4 +8,4 @@ bash scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
 cd profiles/quick
 dvc repro "$@"
-dvc metrics show
+dvc metrics show reports/summary.json
