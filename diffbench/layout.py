@@ -41,3 +41,18 @@ def run_dir(model: str, run_id: str) -> Path:
 def floor_dir(dataset: str) -> Path:
     """The real-data floor: training images scored against the reference split."""
     return run_dir(f"{dataset}-{FLOOR_MODEL}", FLOOR_RUN)
+
+
+def classifier_dir(dataset: str) -> Path:
+    """A dataset's reference classifier: classifier.pt, classifier.json, model_card.md."""
+    return Path("reference_models") / f"{dataset}-classifier"
+
+
+def classifier_reference_file(dataset: str) -> Path:
+    """Cached reference-classifier features and logits of the reference split."""
+    return Path("features") / dataset / "classifier_reference.npz"
+
+
+def elbo_file(model: str) -> Path:
+    """A model's variational bound (bits/dim) on the test split."""
+    return RESULTS / model / "elbo" / "metrics.json"
