@@ -1,0 +1,193 @@
+"""FID, KID and precision/recall on the metric device (CUDA when present), for whole sets and subsets.
+
+Same definitions, same subset sampling and same distance routine as torch-fidelity
+(:mod:`diffbench.metrics.fidelity` wraps its functions; tests/metrics/test_fast.py holds the two
+equal), arranged so that the subsets the intervals need cost little:
+
+* **FID** uses the exact identity tr sqrt(Σ_g Σ_r) = tr sqrt(S Σ_g S), S = Σ_r^{1/2} computed once,
+  with S Σ_g S = ỸᵀỸ/(m−1), Ỹ the subset's centred features times S. The smaller of ỸᵀỸ and ỸỸᵀ goes
+  through a symmetric ``eigvalsh`` in float64 (torch-fidelity: a non-symmetric d×d ``eigvals`` of
+  Σ_g Σ_r on the CPU, ~10 s at d = 2048), negative rounding clipped to 0.
+* **KID** draws its subsets exactly as torch-fidelity does (``np.random.RandomState(seed).choice``
+  without replacement, generated then reference, per subset) and evaluates the unbiased MMD² of the
+  cubic polynomial kernel in float64 on the device.
+* **Precision/recall** (Kynkäänniemi et al.) use torch-fidelity's blocked ``torch.cdist`` and
+  ``kthvalue`` but keep every block on the device. The reference k-NN radii and each generated
+  sample's "inside a reference ball" flag are computed once: precision of any subset is the mean of
+  its flags; recall of a subset needs the subset's own radii and is recomputed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from diffbench.errors import DiffbenchError
+from diffbench.metrics.fidelity import DEFAULT_SEED, _features, kid_subset_size_for
+
+BLOCK = 10000  # rows per cdist block, as torch-fidelity's prc_batch_size
+
+
+def metric_device(device: str | torch.device | None = None) -> torch.device:
+    """``device``, or CUDA when torch sees a GPU, else the CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _rows(idx: np.ndarray | None, n: int, device: torch.device) -> torch.Tensor:
+    return torch.arange(n, device=device) if idx is None else torch.as_tensor(np.asarray(idx), device=device)
+
+
+class FidStatistic:
+    """FID of ``gen`` (or of subsets of its rows) against fixed reference statistics."""
+
+    def __init__(self, gen: np.ndarray, ref_mu: np.ndarray, ref_sigma: np.ndarray, device=None):
+        gen = _features(gen, "generated")
+        d = gen.shape[1]
+        ref_mu, ref_sigma = np.asarray(ref_mu), np.asarray(ref_sigma)
+        if ref_mu.shape != (d,) or ref_sigma.shape != (d, d):
+            raise DiffbenchError(
+                f"reference statistics do not match {d}-wide generated features: "
+                f"ref_mu {ref_mu.shape}, ref_sigma {ref_sigma.shape}"
+            )
+        if not (np.isfinite(ref_mu).all() and np.isfinite(ref_sigma).all()):
+            raise DiffbenchError("reference statistics (ref_mu / ref_sigma) contain NaN or inf")
+        self.device = metric_device(device)
+        f64 = {"dtype": torch.float64, "device": self.device}
+        x = torch.as_tensor(gen, **f64)
+        sigma_r = torch.as_tensor(ref_sigma, **f64)
+        sigma_r = (sigma_r + sigma_r.T) / 2
+        evals, evecs = torch.linalg.eigh(sigma_r)
+        # Eigenvalues of Σ_r at rounding level (rank < d) are the zeros they are: only the r positive
+        # directions are kept (S Σ_g S and its r×r form share their non-zero eigenvalues), so no
+        # sqrt of rounding noise enters the trace.
+        positive = evals > evals.max().clamp(min=0) * d * torch.finfo(torch.float64).eps
+        half = evecs[:, positive] * evals[positive].sqrt()  # d×r
+        self.n, self.d = x.shape
+        self.rank = int(positive.sum())
+        mu0 = x.mean(0)
+        self.xc = x - mu0  # centred on the whole set's mean: subset means are small offsets from it
+        self.z = self.xc @ half
+        self.sq = (self.xc * self.xc).sum(1)
+        self.dmu0 = mu0 - torch.as_tensor(ref_mu, **f64)
+        self.tr_r = float(torch.trace(sigma_r))
+
+    def fid(self, idx: np.ndarray | None = None, route: str = "auto") -> float:
+        """FID of ``gen[idx]`` (``None``: all rows; repeated rows count with their multiplicity).
+
+        ``route``: "auto" (the smaller matrix), "d" (ỸᵀỸ, r×r) or "n" (ỸỸᵀ over the distinct rows).
+        """
+        if idx is None:
+            rows, w, m = torch.arange(self.n, device=self.device), None, self.n
+        else:
+            counts = np.bincount(np.asarray(idx), minlength=self.n)
+            keep = np.flatnonzero(counts)
+            rows = torch.as_tensor(keep, device=self.device)
+            w = torch.as_tensor(counts[keep], dtype=torch.float64, device=self.device)
+            m = int(counts.sum())
+        if m < 2:
+            raise DiffbenchError(f"FID needs at least 2 samples, got {m}")
+        if w is None:
+            w = torch.ones(len(rows), dtype=torch.float64, device=self.device)
+        delta = (w @ self.xc[rows]) / m
+        diff = self.dmu0 + delta
+        tr_g = float(((w @ self.sq[rows]) - m * (delta @ delta)) / (m - 1))
+        z = self.z[rows]
+        y = (z - (w @ z) / m) * w.sqrt()[:, None]
+        if route == "auto":
+            route = "n" if len(rows) < self.rank else "d"
+        if route not in ("d", "n"):
+            raise DiffbenchError(f"route must be 'auto', 'd' or 'n', got {route!r}")
+        gram = y @ y.T if route == "n" else y.T @ y
+        tr_sqrt = float(torch.linalg.eigvalsh(gram / (m - 1)).clamp(min=0).sqrt().sum())
+        return float(diff @ diff) + tr_g + self.tr_r - 2 * tr_sqrt
+
+
+def reference_statistics(ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, covariance) of reference features in float64, as FID uses them."""
+    ref64 = _features(ref, "reference").astype(np.float64)
+    return ref64.mean(0), np.cov(ref64, rowvar=False)
+
+
+def fid_fast(gen: np.ndarray, ref_mu: np.ndarray, ref_sigma: np.ndarray, *, route: str = "auto", device=None) -> float:
+    """FID of ``gen`` against (ref_mu, ref_sigma) by the symmetric identity (see the module docstring)."""
+    return FidStatistic(gen, ref_mu, ref_sigma, device).fid(None, route)
+
+
+class KidStatistic:
+    """KID of ``gen`` (or of subsets of its rows) against ``ref``, torch-fidelity's estimator on the device."""
+
+    def __init__(self, gen: np.ndarray, ref: np.ndarray, subset_size: int, subsets: int,
+                 seed: int = DEFAULT_SEED, device=None):
+        if subsets < 1:
+            raise DiffbenchError(f"kid_subsets must be >= 1, got {subsets}")
+        self.device = metric_device(device)
+        self.gen = torch.as_tensor(_features(gen, "generated"), dtype=torch.float64, device=self.device)
+        self.ref = torch.as_tensor(_features(ref, "reference"), dtype=torch.float64, device=self.device)
+        if self.gen.shape[1] != self.ref.shape[1]:
+            raise DiffbenchError(
+                f"generated and reference features differ in width: {self.gen.shape[1]} vs {self.ref.shape[1]}"
+            )
+        self.subset_size, self.subsets, self.seed = subset_size, subsets, seed
+        kid_subset_size_for(subset_size, len(self.gen), len(self.ref))  # fails early on too small a set
+
+    def _mmd2(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        gamma, m = 1.0 / x.shape[1], x.shape[0]
+        k_xx = (x @ x.T * gamma + 1) ** 3
+        k_yy = (y @ y.T * gamma + 1) ** 3
+        k_xy = (x @ y.T * gamma + 1) ** 3
+        within = (k_xx.sum() - k_xx.diagonal().sum()) + (k_yy.sum() - k_yy.diagonal().sum())
+        return float(within / (m * (m - 1)) - 2 * k_xy.sum() / (m * m))
+
+    def kid(self, idx: np.ndarray | None = None) -> tuple[float, float]:
+        """(mean, std) of the unbiased MMD² over the subsets, for ``gen[idx]`` (``None``: all rows)."""
+        gen = self.gen if idx is None else self.gen[_rows(idx, len(self.gen), self.device)]
+        size = kid_subset_size_for(self.subset_size, len(gen), len(self.ref))
+        rng = np.random.RandomState(self.seed)
+        values = []
+        for _ in range(self.subsets):
+            g = torch.as_tensor(rng.choice(len(gen), size, replace=False), device=self.device)
+            r = torch.as_tensor(rng.choice(len(self.ref), size, replace=False), device=self.device)
+            values.append(self._mmd2(gen[g], self.ref[r]))
+        return float(np.mean(values)), float(np.std(values))
+
+
+def _kth_radius(points: torch.Tensor, k: int) -> torch.Tensor:
+    """Distance of each point to its k-th nearest other point (torch-fidelity's kthvalue(k + 1))."""
+    return torch.cat([torch.cdist(rows, points).kthvalue(k + 1, dim=1).values for rows in points.split(BLOCK)])
+
+
+def _inside_any_ball(queries: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor) -> torch.Tensor:
+    """Per query: is it within some centre's radius (distance <= radius)?"""
+    return torch.cat([(torch.cdist(rows, centres) <= radii).any(dim=1) for rows in queries.split(BLOCK)])
+
+
+class PrecisionRecallStatistic:
+    """Improved precision/recall of ``gen`` (or subsets of its rows) against ``ref`` with k-NN balls."""
+
+    def __init__(self, gen: np.ndarray, ref: np.ndarray, k: int, device=None):
+        gen, ref = _features(gen, "generated"), _features(ref, "reference")
+        if gen.shape[1] != ref.shape[1]:
+            raise DiffbenchError(f"generated and reference features differ in width: {gen.shape[1]} vs {ref.shape[1]}")
+        if k < 1 or k >= min(len(gen), len(ref)):
+            raise DiffbenchError(
+                f"precision/recall neighbourhood k={k} needs 1 <= k < set size; got {len(gen)} generated, "
+                f"{len(ref)} reference"
+            )
+        self.device, self.k = metric_device(device), k
+        dtype = torch.from_numpy(np.empty(0, np.result_type(gen.dtype, ref.dtype))).dtype
+        self.gen = torch.as_tensor(gen, dtype=dtype, device=self.device)
+        self.ref = torch.as_tensor(ref, dtype=dtype, device=self.device)
+        self.in_reference = _inside_any_ball(self.gen, self.ref, _kth_radius(self.ref, k)).double()
+
+    def precision(self, idx: np.ndarray | None = None) -> float:
+        """Share of generated samples (of ``gen[idx]``) inside some reference ball."""
+        return float(self.in_reference[_rows(idx, len(self.gen), self.device)].mean())
+
+    def recall(self, idx: np.ndarray | None = None) -> float:
+        """Share of reference samples inside some ball of the generated set ``gen[idx]``."""
+        gen = self.gen if idx is None else self.gen[_rows(idx, len(self.gen), self.device)]
+        if self.k >= len(gen):
+            raise DiffbenchError(f"recall with k={self.k} needs more than {self.k} generated samples, got {len(gen)}")
+        return float(_inside_any_ball(self.ref, gen, _kth_radius(gen, self.k)).double().mean())
