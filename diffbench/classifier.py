@@ -1,0 +1,387 @@
+"""Reference classifiers that score generated samples offline: class accuracy of conditional samples,
+and FID / IS on the classifier's own penultimate features and logits.
+
+The network is the ResNet-9 of David Page's DAWNBench CIFAR-10 entry (prep conv, three conv-BN-ReLU
+stages with max-pooling, two residual blocks, global max-pool, a linear head scaled by 1/8). Training
+follows his recipe: SGD with Nesterov momentum, a one-cycle learning rate (linear up over the first
+fifth of the steps, linear down to 0), label smoothing, pad-and-crop plus (for natural images)
+horizontal flips. The whole training split sits on the device as uint8; a batch and its augmentation
+are one gather of pixel indices (reflect padding, per-image offsets, flips), drawn from one
+``torch.Generator``, so a seed fixes every draw (bitwise on the CPU).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from diffbench.checkpoint import load_file, save_atomic
+from diffbench.config import _typed
+from diffbench.distributed import device_name
+from diffbench.errors import DiffbenchError, ParamsError
+from diffbench.hashing import sha256_file
+from diffbench.metrics.inception import check_images
+from diffbench.metrics.intervals import wilson_interval
+from diffbench.training import load_training_data, to_model_space
+
+CLASSIFIER_FORMAT = "diffbench-classifier-1"
+REQUIRED_KEYS = ("format", "net", "state_dict")
+EXTRACTOR_NAME = "diffbench-resnet9"
+LOGIT_SCALE = 0.125  # Page's output scaling: small initial logits, a smoother loss early on
+MOMENTUM = 0.9
+WARMUP_FRACTION = 0.2  # Page: 5 of 24 epochs up, the rest down
+
+CONFIG_KEYS = {
+    "width": int, "epochs": int, "batch_size": int, "lr": float, "weight_decay": float,
+    "label_smoothing": float, "crop_padding": int, "hflip": bool, "train_n": int, "bf16": bool, "compile": bool,
+}
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    """params.yaml ``classifier.<dataset>``: network width and the training recipe."""
+
+    width: int  # channels of the first stage; later stages use 2×, 4×, 8×
+    epochs: int
+    batch_size: int
+    lr: float  # peak of the one-cycle schedule
+    weight_decay: float
+    label_smoothing: float
+    crop_padding: int  # reflect-pad by this many pixels, then crop at a random offset (0: no crop)
+    hflip: bool  # random horizontal flips (never for digits)
+    train_n: int  # train on a seeded random subset of this size (0: the whole split)
+    bf16: bool  # bf16 autocast on CUDA
+    compile: bool  # torch.compile the training forward pass
+    min_accuracy: float | None = None  # test accuracy the classifier should reach (recorded, not enforced)
+
+    @classmethod
+    def from_params(cls, entry: object, where: str) -> ClassifierConfig:
+        """Validate ``entry`` (the params mapping at ``where``); every problem is one ParamsError line."""
+        if not isinstance(entry, dict):
+            raise ParamsError(f"{where}: must be a mapping with {', '.join(CONFIG_KEYS)} (and optional min_accuracy)")
+        _typed(entry, CONFIG_KEYS, where, untyped=("min_accuracy",))
+        for key in ("width", "epochs", "batch_size"):
+            if entry[key] < 1:
+                raise ParamsError(f"{where}.{key}: must be >= 1, got {entry[key]}")
+        if entry["lr"] <= 0:
+            raise ParamsError(f"{where}.lr: must be > 0, got {entry['lr']}")
+        if not entry["label_smoothing"] < 1:
+            raise ParamsError(f"{where}.label_smoothing: must be in [0, 1), got {entry['label_smoothing']}")
+        if entry["train_n"] and entry["train_n"] < entry["batch_size"]:
+            raise ParamsError(
+                f"{where}.train_n: must be 0 (all) or >= batch_size ({entry['batch_size']}), got {entry['train_n']}"
+            )
+        minimum = entry.get("min_accuracy")
+        number = isinstance(minimum, (int, float)) and not isinstance(minimum, bool)
+        if minimum is not None and not (number and 0 <= minimum <= 1):
+            raise ParamsError(f"{where}.min_accuracy: must be null or a number in [0, 1], got {minimum!r}")
+        return cls(**entry)
+
+
+def config_for(section: object, dataset: str) -> ClassifierConfig:
+    """``classifier.<dataset>`` of params (``section`` is ``params.raw.get("classifier")``), validated."""
+    if not isinstance(section, dict):
+        raise ParamsError(f"classifier: missing section; it maps each dataset to {', '.join(CONFIG_KEYS)}")
+    if dataset not in section:
+        raise ParamsError(f"classifier.{dataset}: missing; configured: {', '.join(map(str, section)) or 'none'}")
+    return ClassifierConfig.from_params(section[dataset], f"classifier.{dataset}")
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    """What the network needs to be rebuilt: image shape, classes, width."""
+
+    height: int
+    width: int
+    channels: int
+    num_classes: int
+    base_width: int
+
+    @property
+    def feature_dim(self) -> int:
+        return 8 * self.base_width
+
+
+# --------------------------------------------------------------------------- network
+
+
+def conv_bn(c_in: int, c_out: int) -> nn.Sequential:
+    """3×3 conv (no bias), batch norm, ReLU."""
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+
+
+class Residual(nn.Module):
+    """x + conv_bn(conv_bn(x))."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(conv_bn(channels, channels), conv_bn(channels, channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class ResNet9(nn.Module):
+    """Page's ResNet-9: widths w, 2w, 4w, 8w; 8w-d penultimate features; logits scaled by 1/8."""
+
+    def __init__(self, net: NetConfig):
+        super().__init__()
+        self.net = net
+        w = net.base_width
+        self.body = nn.Sequential(
+            conv_bn(net.channels, w),
+            conv_bn(w, 2 * w), nn.MaxPool2d(2), Residual(2 * w),
+            conv_bn(2 * w, 4 * w), nn.MaxPool2d(2),
+            conv_bn(4 * w, 8 * w), nn.MaxPool2d(2), Residual(8 * w),
+            nn.AdaptiveMaxPool2d(1), nn.Flatten(),
+        )
+        self.head = nn.Linear(8 * w, net.num_classes, bias=False)
+
+    def features_and_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N×8w penultimate features, N×K logits) of model-space images N×C×H×W in [−1, 1]."""
+        features = self.body(x)
+        return features, self.head(features) * LOGIT_SCALE
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features_and_logits(x)[1]
+
+
+# --------------------------------------------------------------------------- augmentation
+
+
+def reflect(index: torch.Tensor, size: int) -> torch.Tensor:
+    """Map indices in [−size+1, 2·size−2] into [0, size) as reflect padding does (edge not repeated)."""
+    index = index.abs()
+    return torch.where(index > size - 1, 2 * (size - 1) - index, index)
+
+
+def augment(
+    images: torch.Tensor, index: torch.Tensor, padding: int, hflip: bool, generator: torch.Generator,
+) -> torch.Tensor:
+    """``images[index]`` (uint8 N×H×W×C) cropped at random offsets from the reflect-padded image, and
+    flipped left-right with probability 1/2 if ``hflip``. One gather; the images are never copied whole."""
+    _, height, width, _ = images.shape
+    if padding >= min(height, width):
+        raise DiffbenchError(f"crop_padding {padding} must be smaller than the image size {height}×{width}")
+    n, device = len(index), images.device
+    rows = torch.arange(height, device=device).expand(n, height)
+    cols = torch.arange(width, device=device).expand(n, width)
+    if padding:
+        shift = torch.randint(0, 2 * padding + 1, (n, 2), device=device, generator=generator) - padding
+        rows = reflect(rows + shift[:, :1], height)
+        cols = reflect(cols + shift[:, 1:], width)
+    if hflip:
+        flip = torch.rand(n, 1, device=device, generator=generator) < 0.5
+        cols = torch.where(flip, cols.flip(1), cols)
+    return images[index[:, None, None], rows[:, :, None], cols[:, None, :]]
+
+
+# --------------------------------------------------------------------------- training
+
+
+def one_cycle_lr(step: int, total: int, peak: float) -> float:
+    """Linear warm-up to ``peak`` over the first WARMUP_FRACTION of ``total`` steps, then linear to 0."""
+    warmup = max(1, round(WARMUP_FRACTION * total))
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    return peak * (total - step) / (total - warmup + 1)
+
+
+def subset(images: np.ndarray, labels: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded random subset of ``n`` examples in their original order (n = 0 or ≥ len: all)."""
+    if not n or n >= len(images):
+        return images, labels
+    keep = np.sort(np.random.default_rng(seed).permutation(len(images))[:n])
+    return images[keep], labels[keep]
+
+
+@dataclass
+class ClassifierResult:
+    """What training measured: per-epoch history, final test accuracy, throughput."""
+
+    test_accuracy: float
+    test_correct: int
+    test_n: int
+    train_n: int
+    steps: int
+    seconds: float
+    images_per_second: float
+    device: str
+    history: list[dict]
+
+
+class ClassifierTrainer:
+    """Owns the model, optimiser and generator of one classifier training run."""
+
+    def __init__(self, config: ClassifierConfig, net: NetConfig, seed: int, device: torch.device, total_steps: int):
+        self.config, self.device, self.total_steps = config, device, total_steps
+        self.cuda = device.type == "cuda"
+        torch.manual_seed(seed)
+        self.model = ResNet9(net).to(device)
+        if self.cuda:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.forward = torch.compile(self.model) if config.compile else self.model
+        self.optimizer = torch.optim.SGD(
+            self.model.parameters(), lr=config.lr, momentum=MOMENTUM, nesterov=True, weight_decay=config.weight_decay
+        )
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+        self.step = 0
+
+    def train_step(
+        self, images: torch.Tensor, labels: torch.Tensor, index: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One SGD step on the augmented ``images[index]``; (loss, correct count) as device tensors."""
+        config = self.config
+        batch = to_model_space(augment(images, index, config.crop_padding, config.hflip, self.generator))
+        if self.cuda:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        for group in self.optimizer.param_groups:
+            group["lr"] = one_cycle_lr(self.step, self.total_steps, config.lr)
+        target = labels[index]
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=config.bf16 and self.cuda):
+            logits = self.forward(batch)
+        loss = F.cross_entropy(logits.float(), target, label_smoothing=config.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.step += 1
+        return loss.detach(), (logits.argmax(1) == target).sum()
+
+    def train_epoch(self, images: torch.Tensor, labels: torch.Tensor, steps: int) -> dict:
+        """``steps`` batches of a fresh permutation (the remainder is dropped); the epoch's history row."""
+        self.model.train()
+        start = time.perf_counter()
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        order = torch.randperm(len(images), device=self.device, generator=self.generator)
+        for index in order[: steps * self.config.batch_size].view(steps, -1):
+            loss, hits = self.train_step(images, labels, index)
+            loss_sum += loss
+            correct += hits
+        seen = steps * self.config.batch_size
+        mean_loss, accuracy = float(loss_sum) / steps, int(correct) / seen  # synchronises
+        seconds = time.perf_counter() - start
+        rate = seen / seconds
+        return {"train_loss": mean_loss, "train_accuracy": accuracy, "seconds": seconds, "images_per_second": rate}
+
+
+def train_classifier(
+    config: ClassifierConfig,
+    train: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray],
+    num_classes: int,
+    seed: int,
+    device: str | torch.device,
+    log: Callable[[dict], None] | None = None,
+) -> tuple[ResNet9, ClassifierResult]:
+    """Train a ResNet-9 on ``train`` (uint8 N×H×W×C images, int labels); score it on ``test``.
+
+    ``log`` receives each epoch's history row. Returns the model (eval mode) and the result.
+    """
+    device = torch.device(device)
+    images, labels = subset(*train, config.train_n, seed)
+    check_images(images)
+    steps = len(images) // config.batch_size
+    if steps < 1:
+        raise DiffbenchError(f"batch_size {config.batch_size} exceeds the {len(images)} training images")
+    _, height, width, channels = images.shape
+    net = NetConfig(height, width, channels, num_classes, config.width)
+    trainer = ClassifierTrainer(config, net, seed, device, config.epochs * steps)
+    x, y = load_training_data(images, labels, device)
+    history, start = [], time.perf_counter()
+    for epoch in range(1, config.epochs + 1):
+        history.append({"epoch": epoch} | trainer.train_epoch(x, y, steps))
+        if log is not None:
+            log(history[-1])
+    seconds = time.perf_counter() - start
+    extractor = ClassifierFeatures(trainer.model, None, device, config.bf16)
+    test_logits = extractor.extract(test[0], config.batch_size)["logits"]
+    correct = int((test_logits.argmax(1) == np.asarray(test[1])).sum())
+    result = ClassifierResult(
+        test_accuracy=correct / len(test[0]), test_correct=correct, test_n=len(test[0]), train_n=len(images),
+        steps=trainer.step, seconds=seconds, images_per_second=trainer.step * config.batch_size / seconds,
+        device=device_name(device), history=history,
+    )
+    return trainer.model, result
+
+
+# --------------------------------------------------------------------------- features for metrics
+
+
+class ClassifierFeatures:
+    """A trained classifier as a feature extractor (the interface of ``InceptionFeatures``)."""
+
+    name = EXTRACTOR_NAME
+
+    def __init__(self, model: ResNet9, weights_sha256: str | None, device: str | torch.device, bf16: bool = False):
+        self.model = model.to(device).eval()
+        self.weights_sha256 = weights_sha256
+        self.device = torch.device(device)
+        self.bf16 = bf16 and self.device.type == "cuda"
+
+    def extract(self, images: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
+        """{"pool": N×8w penultimate features, "logits": N×K}, float32, of uint8 N×H×W×C images."""
+        check_images(images)
+        net = self.model.net
+        if images.shape[1:] != (net.height, net.width, net.channels):
+            raise DiffbenchError(
+                f"the classifier takes {net.height}×{net.width}×{net.channels} images, "
+                f"got {'×'.join(map(str, images.shape[1:]))}"
+            )
+        if batch_size < 1:
+            raise DiffbenchError(f"feature extraction batch_size must be >= 1, got {batch_size}")
+        pools, logits = [], []
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            for start in range(0, len(images), batch_size):
+                chunk = np.ascontiguousarray(images[start : start + batch_size])
+                batch = to_model_space(torch.from_numpy(chunk).to(self.device))
+                pool, logit = self.model.features_and_logits(batch)
+                pools.append(pool.float().cpu().numpy())
+                logits.append(logit.float().cpu().numpy())
+        return {"pool": np.concatenate(pools), "logits": np.concatenate(logits)}
+
+
+def class_accuracy(logits: np.ndarray, requested_labels: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """(accuracy, lo, hi): share of samples the classifier assigns to their requested class, with a
+    Wilson interval."""
+    logits, labels = np.asarray(logits), np.asarray(requested_labels)
+    if logits.ndim != 2 or labels.shape != logits.shape[:1]:
+        raise DiffbenchError(f"class_accuracy needs N×K logits and N labels, got {logits.shape} and {labels.shape}")
+    hits = int((logits.argmax(1) == labels).sum())
+    return wilson_interval(hits, len(labels), level)
+
+
+# --------------------------------------------------------------------------- files
+
+
+def save_classifier(path: str | Path, model: ResNet9, provenance: dict) -> None:
+    """Write the classifier file (format tag, network config, weights on the CPU, provenance) atomically."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    file = {"format": CLASSIFIER_FORMAT, "net": asdict(model.net), "state_dict": state, "provenance": provenance}
+    save_atomic(file, path)
+
+
+def load_classifier(path: str | Path, device: str | torch.device, bf16: bool = False) -> ClassifierFeatures:
+    """The extractor of a file written by :func:`save_classifier`; its weights_sha256 is the file's."""
+    state = load_file(path, REQUIRED_KEYS)
+    if state["format"] != CLASSIFIER_FORMAT:
+        raise DiffbenchError(f"{path}: classifier format {state['format']!r}, expected {CLASSIFIER_FORMAT!r}")
+    try:
+        model = ResNet9(NetConfig(**state["net"]))
+        model.load_state_dict(state["state_dict"])
+    except (TypeError, RuntimeError) as error:
+        detail = (str(error).strip().splitlines() or [""])[0]
+        raise DiffbenchError(
+            f"{path}: classifier weights do not fit its network ({type(error).__name__}: {detail})"
+        ) from None
+    return ClassifierFeatures(model, sha256_file(path), device, bf16)
