@@ -19,7 +19,7 @@ from diffbench.schedules import SCHEDULES
 
 TOP_LEVEL = (
     "root", "seed", "datasets", "diffusion", "architectures", "training", "models",
-    "samplers", "sampling", "sweep", "ablation", "guidance", "metrics",
+    "samplers", "sampling", "sweep", "ablation", "guidance", "metrics", "classifier", "elbo",
 )
 TRAINING_KEYS = {
     "steps": int, "batch_size": int, "lr": float, "warmup_steps": int, "weight_decay": float,
@@ -30,7 +30,9 @@ SAMPLING_KEYS = {"n_samples": int, "batch_size": int, "bf16": bool, "compile": b
 METRICS_KEYS = {
     "reference_split": str, "reference_n": int, "floor_n": int, "batch_size": int,
     "kid_subset_size": int, "kid_subsets": int, "prc_k": int, "grid_images": int,
+    "interval_resamples": int, "interval_level": float,
 }
+CLIP_KEYS = {"model": str, "download": bool, "prompts": dict, "check_n": int, "check_alpha": float, "batch_size": int}
 
 
 @dataclass(frozen=True)
@@ -178,14 +180,44 @@ class Params:
             if raw["sampling"][key] < 1:
                 raise ParamsError(f"sampling.{key}: must be >= 1, got {raw['sampling'][key]}")
         self._validate_sweeps()
-        _typed(raw["metrics"], METRICS_KEYS, "metrics", untyped=("inception_weights",))
+        _typed(raw["metrics"], METRICS_KEYS, "metrics", untyped=("inception_weights", "clip"))
+        self._validate_intervals()
+        self._validate_clip()
+        from diffbench.elbo import ElboSettings
+
+        ElboSettings.from_params(raw["elbo"], raw["diffusion"]["timesteps"])
         if raw["metrics"]["reference_split"] not in ("train", "test"):
             raise ParamsError("metrics.reference_split: must be 'train' or 'test'")
         for key in ("reference_n", "kid_subset_size", "kid_subsets", "prc_k", "batch_size"):
             if raw["metrics"][key] < 1:
                 raise ParamsError(f"metrics.{key}: must be >= 1, got {raw['metrics'][key]}")
 
+    def _validate_intervals(self) -> None:
+        metrics = self.raw["metrics"]
+        if metrics["interval_resamples"] < 2:
+            raise ParamsError(f"metrics.interval_resamples: must be >= 2, got {metrics['interval_resamples']}")
+        if not 0 < metrics["interval_level"] < 1:
+            raise ParamsError(f"metrics.interval_level: must be in (0, 1), got {metrics['interval_level']}")
+
+    def _validate_clip(self) -> None:
+        clip = self.raw["metrics"].get("clip")
+        if not isinstance(clip, dict):
+            raise ParamsError(f"metrics.clip: missing; a mapping with {', '.join(CLIP_KEYS)}, pretrained, weights")
+        _typed(clip, CLIP_KEYS, "metrics.clip", untyped=("pretrained", "weights"))
+        for key in ("pretrained", "weights"):
+            if key not in clip or not (clip[key] is None or isinstance(clip[key], str)):
+                raise ParamsError(f"metrics.clip.{key}: must be a string or null, got {clip.get(key)!r}")
+        for dataset in self.raw["models"]["datasets"]:
+            template = clip["prompts"].get(dataset)
+            if not isinstance(template, str) or "{class}" not in template:
+                raise ParamsError(f"metrics.clip.prompts.{dataset}: must be a text containing {{class}}, got {template!r}")
+        if clip["check_n"] < 1 or clip["batch_size"] < 1:
+            raise ParamsError("metrics.clip.check_n and metrics.clip.batch_size: must be >= 1")
+        if not 0 < clip["check_alpha"] < 1:
+            raise ParamsError(f"metrics.clip.check_alpha: must be in (0, 1), got {clip['check_alpha']}")
+
     def _validate_datasets(self) -> None:
+        from diffbench.classifier import config_for
         from diffbench.data import dataset_spec
 
         datasets = self.raw["datasets"]
@@ -207,6 +239,7 @@ class Params:
             for key in ("steps", "batch_size", "checkpoint_every", "log_every"):
                 if training[key] < 1:
                     raise ParamsError(f"training.{name}.{key}: must be >= 1, got {training[key]}")
+            config_for(self.raw["classifier"], name)
 
     def _validate_models(self) -> None:
         section = self.raw["models"]

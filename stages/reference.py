@@ -1,5 +1,6 @@
 """DVC stage: Inception features of the reference split (computed once, cached as a DVC output),
-and the real-data floor: the same metrics between training images and that reference."""
+and the real-data floor: the same metrics (Inception, reference classifier, CLIP) between training
+images and that reference. Runs after the dataset's classifier stage."""
 
 from __future__ import annotations
 
@@ -8,12 +9,18 @@ import time
 import torch
 
 from diffbench import layout
-from diffbench.cli import stage_parser, default_device, environment, stage_main, write_json
+from diffbench.cli import (
+    default_device,
+    environment,
+    stage_main,
+    stage_parser,
+    write_json,
+)
 from diffbench.config import load_params
 from diffbench.data import load_split
 from diffbench.distributed import device_name
 from diffbench.errors import ParamsError
-from diffbench.evaluation import Evaluator
+from diffbench.evaluation import build_evaluator
 from diffbench.hashing import sha256_file
 from diffbench.metrics.inception import load_inception
 from diffbench.metrics.reference import reference_meta, save_reference
@@ -36,9 +43,10 @@ def main(argv: list[str] | None = None) -> None:
     floor_split = "train" if metrics["reference_split"] == "test" else "test"
     floor_path = layout.split_file(args.dataset, floor_split)
     ref_images, _, _ = load_split(ref_path)
-    floor_images, _, _ = load_split(floor_path)
+    floor_images, floor_labels, _ = load_split(floor_path)
     ref_images = take(ref_images, metrics["reference_n"], "metrics.reference_n", ref_path)
     floor_images = take(floor_images, metrics["floor_n"], "metrics.floor_n", floor_path)
+    floor_labels = floor_labels[: len(floor_images)]
     device = default_device()
     extractor = load_inception(metrics.get("inception_weights"), device)
 
@@ -50,8 +58,8 @@ def main(argv: list[str] | None = None) -> None:
     save_reference(out, features, meta)
     print(f"{args.dataset}: {len(ref_images)} reference features in {meta['seconds']:.0f} s -> {out}")
 
-    evaluator = Evaluator(out, extractor, metrics, params.seed)
-    values = evaluator.score(floor_images)
+    evaluator = build_evaluator(params, args.dataset, device, extractor)
+    values = evaluator.score(floor_images, floor_labels)  # real images show their own class
     write_json(layout.floor_dir(args.dataset) / "metrics.json", {
         "dataset": args.dataset, "model": layout.FLOOR_MODEL, "run": layout.FLOOR_RUN, "family": "floor",
         "description": f"first {len(floor_images)} {floor_split} images vs the reference split",

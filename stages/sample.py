@@ -13,14 +13,12 @@ import numpy as np
 import torch
 
 from diffbench import distributed, layout
-from diffbench.cli import stage_parser, environment, stage_main, write_json
+from diffbench.cli import environment, stage_main, stage_parser, write_json
 from diffbench.config import load_params
-from diffbench.evaluation import Evaluator
+from diffbench.evaluation import build_evaluator, check_inputs
 from diffbench.generation import generate, is_deterministic, load_model
 from diffbench.grids import save_grid
 from diffbench.hashing import sha256_file
-from diffbench.metrics.inception import load_inception, resolve_weights
-from diffbench.metrics.reference import load_reference
 
 FAMILIES = ("sweep", "ablation", "guidance")
 
@@ -47,18 +45,13 @@ def main(argv: list[str] | None = None) -> None:
     settings = run.settings
     sampling, metrics = params.section("sampling"), params.section("metrics")
     model_path = layout.model_dir(spec.name) / "model.pt"
-    reference_path = layout.reference_file(spec.dataset)
-    load_reference(reference_path)  # fail fast, before sampling, on a missing or broken reference
-    resolve_weights(metrics.get("inception_weights"))  # and on missing weights
+    check_inputs(params, spec.dataset)  # fail fast, before sampling, on missing references or weights
     distributed.relaunch_with_torchrun("stages.sample", sys.argv[1:] if argv is None else argv)
 
     ctx = distributed.setup(os.environ.get("DIFFBENCH_DEVICE"))
     model = load_model(str(model_path), ctx.device, compile_model=sampling["compile"])
-    # Rank 0 scores: load the extractor now, so broken weights fail before minutes of sampling.
-    evaluator = None
-    if ctx.is_main:
-        extractor = load_inception(metrics.get("inception_weights"), str(ctx.device))
-        evaluator = Evaluator(reference_path, extractor, metrics, params.seed)
+    # Rank 0 scores: load every metric model now, so broken weights fail before minutes of sampling.
+    evaluator = build_evaluator(params, spec.dataset, str(ctx.device)) if ctx.is_main else None
     seeds = list(range(sampling["n_samples"]))
     generated = generate(
         model, run.kind, settings, run.steps, seeds, run.guidance, sampling["batch_size"],
@@ -81,7 +74,8 @@ def main(argv: list[str] | None = None) -> None:
     np.savez(out / "samples.npz", images=images, seeds=image_seeds, labels=labels)
     save_grid(images[: metrics["grid_images"]], out / "grid.png")
 
-    values = evaluator.score(images)
+    requested = labels if run.guidance is not None and model.num_classes else None  # unguided: no class asked
+    values = evaluator.score(images, requested)
     device = distributed.device_name(ctx.device)
     write_json(out / "metrics.json", {
         "dataset": spec.dataset, "model": spec.name, "schedule": spec.schedule, "family": args.family,

@@ -19,7 +19,7 @@ def keys(tree: dict, prefix: str = "") -> set[str]:
     out = set()
     for key, value in tree.items():
         out.add(prefix + key)
-        if isinstance(value, dict) and key not in ("datasets", "architectures", "training", "samplers"):
+        if isinstance(value, dict) and key not in ("datasets", "architectures", "training", "samplers", "classifier", "prompts"):
             out |= keys(value, prefix + key + ".")
     return out
 

@@ -58,7 +58,11 @@ def toy_params() -> dict:
     params["ablation"] |= {"runs": ["ddim_eta1-5"]}
     params["guidance"] |= {"run": "ddim-5", "scales": ["none", 2]}
     params["metrics"] |= {"reference_n": 20, "floor_n": 10, "batch_size": 16, "kid_subset_size": 8,
-                          "kid_subsets": 5, "grid_images": 8}
+                          "kid_subsets": 5, "grid_images": 8, "interval_resamples": 5}
+    params["metrics"]["clip"]["prompts"] = {"toy": "a photo of a {class} thing"}
+    params["classifier"] = {"toy": params["classifier"]["cifar10-jpeg"] | {
+        "epochs": 3, "batch_size": 8, "train_n": 0, "crop_padding": 2, "min_accuracy": 0.5}}
+    params["elbo"] |= {"n_images": 20, "timesteps_per_image": 5, "batch_size": 20}
     return params
 
 
@@ -87,11 +91,21 @@ def test_dvc_repro_end_to_end_then_one_param_change(tmp_path):
 
     reports = repo / "reports"
     for name in ("tables/ddpm_vs_ddim_toy.md", "tables/cfg_toy.csv", "tables/schedules_toy.md",
-                 "plots/fid_vs_steps_toy.png", "plots/quality_vs_cfg_toy.png", "grids/toy-linear.png", "index.md"):
+                 "tables/likelihood_toy.md", "plots/fid_vs_steps_toy.png", "plots/quality_vs_cfg_toy.png",
+                 "grids/toy-linear.png", "index.md"):
         assert (reports / name).is_file(), name
     summary = json.loads((reports / "summary.json").read_text())
     cfg2 = summary["toy"]["toy-cosine"]["ddim-5-cfg2"]
     assert cfg2["n_samples"] == 8 and cfg2["device"].startswith("cpu") and cfg2["fid"] > 0
+    for metric in ("fid", "precision", "class_accuracy", "classifier_fid"):  # every metric with its interval
+        assert cfg2[f"{metric}_lo"] <= cfg2[metric] <= cfg2[f"{metric}_hi"], metric
+    assert "class_accuracy" not in summary["toy"]["toy-cosine"]["ddim-5-cfgnone"]  # unguided: no class asked
+    assert "clip_score" not in cfg2  # no CLIP weights offline: never a number
+    assert "CLIP score: unavailable" in (reports / "tables" / "cfg_toy.md").read_text()
+    bound = summary["toy"]["toy-linear"]["elbo"]
+    assert bound["bpd_lo"] < bound["bpd"] < bound["bpd_hi"] and bound["n_samples"] == 20
+    classifier = json.loads((repo / "reference_models" / "toy-classifier" / "classifier.json").read_text())
+    assert classifier["meets_min_accuracy"] is True  # dark squares vs bright stripes
     assert summary["toy"]["toy-linear"]["ddim-5"]["deterministic"] is True
     assert summary["toy"]["toy-linear"]["ddpm-20"]["deterministic"] is False
     card = (repo / "reference_models" / "toy-linear" / "model_card.md").read_text()

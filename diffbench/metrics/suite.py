@@ -70,15 +70,21 @@ def fidelity_metrics(gen: dict, ref: dict, config: SuiteConfig, device=None) -> 
 
 
 def inception_score_metrics(logits: np.ndarray | None, subsets: list[np.ndarray], config: SuiteConfig) -> dict:
-    """IS mean/std over splits with a half-sample interval, or None values and the reason it is unavailable."""
-    mean, std, reason = inception_score(logits, config.is_splits, config.seed)
+    """IS mean/std over splits with a half-sample interval, or None values and the reason it is unavailable.
+
+    Splits: ``config.is_splits``, fewer where the set (or a half) has fewer samples than that.
+    """
+    n = 0 if logits is None else len(logits)
+    splits = max(1, min(config.is_splits, n))
+    mean, std, reason = inception_score(logits, splits, config.seed)
     out = {"inception_score_mean": mean, "inception_score_std": std, "inception_score_unavailable": reason,
-           "inception_score_mean_lo": None, "inception_score_mean_hi": None}
+           "inception_score_mean_lo": None, "inception_score_mean_hi": None,
+           "inception_score_splits": None if reason else splits}
     if reason is None:
-        splits = min(config.is_splits, len(subsets[0]))
+        half_splits = min(splits, len(subsets[0]))
 
         def statistic(idx):
-            return mean if idx is None else inception_score(logits[idx], splits, config.seed)[0]
+            return mean if idx is None else inception_score(logits[idx], half_splits, config.seed)[0]
 
-        _with_interval(out, "inception_score_mean", half_sample_interval(statistic, len(logits), subsets, config.level))
+        _with_interval(out, "inception_score_mean", half_sample_interval(statistic, n, subsets, config.level))
     return out

@@ -45,8 +45,7 @@ def test_bad_input_is_one_line_before_any_work(workdir, capsys, main, argv, expe
 
 
 def test_corrupt_model_file_is_named(workdir, capsys, monkeypatch):
-    monkeypatch.setattr(sample, "load_reference", lambda path: None)
-    monkeypatch.setattr(sample, "resolve_weights", lambda path: None)
+    monkeypatch.setattr(sample, "check_inputs", lambda params, dataset: None)
     model = workdir / "reference_models" / "mnist-cosine" / "model.pt"
     model.parent.mkdir(parents=True)
     model.write_bytes(b"\x00garbage")
