@@ -1,0 +1,141 @@
+"""Metric evaluation time: N generated images against cached reference features, diffbench vs torch-fidelity.
+
+Times, on one GPU, in one run: Inception features of the N images, then FID, KID and precision/recall
+against the cached reference features — diffbench's device implementations (diffbench.metrics.fast)
+beside torch-fidelity's own functions on the same features — then the half-sample intervals (B
+resamples), the reference classifier's features, and CLIP image embeddings (a randomly initialised
+ViT-B-32: speed only, no CLIP number is computed or printed). Images are real training images of a
+prepared split (data/<dataset>/train.npz), the reference is the test split. Prints a table; --out
+writes JSON.
+
+    python benchmarks/metrics_speed.py --train data/cifar10-jpeg/train.npz --test data/cifar10-jpeg/test.npz
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from diffbench.data import load_split
+from diffbench.metrics.fast import FidStatistic, KidStatistic, PrecisionRecallStatistic, reference_statistics
+from diffbench.metrics.fidelity import fid_from_features, kid_from_features
+from diffbench.metrics.inception import load_inception
+from diffbench.metrics.suite import SuiteConfig, fidelity_metrics
+
+
+def timed(fn: Callable, device: torch.device):
+    """(result, seconds) of fn(), synchronising the GPU around it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    out = fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return out, time.perf_counter() - start
+
+
+def tile(images: np.ndarray, n: int) -> np.ndarray:
+    """The first n images, repeating the split if it holds fewer."""
+    return np.concatenate([images] * (-(-n // len(images))))[:n]
+
+
+def torch_fidelity_prc(gen: np.ndarray, ref: np.ndarray, k: int, device: torch.device) -> tuple[float, float]:
+    """torch-fidelity's precision/recall with its features on the GPU (its blocks go through the CPU)."""
+    from torch_fidelity.metric_prc import prc_features_to_metric
+
+    out = prc_features_to_metric(torch.from_numpy(gen).to(device), torch.from_numpy(ref).to(device),
+                                 prc_neighborhood=k, save_cpu_ram=True, verbose=False)
+    return out["precision"], out["recall"]
+
+
+def clip_embedding_rate(images: np.ndarray, device: torch.device, batch: int) -> float | None:
+    """Images/s through a random-init open_clip ViT-B-32 image tower with diffbench's preprocessing."""
+    try:
+        import open_clip
+    except ImportError:
+        return None
+    from diffbench.metrics.clip_score import ClipScorer
+
+    model = open_clip.create_model("ViT-B-32", pretrained=None).to(device)
+    scorer = ClipScorer(model, open_clip.get_tokenizer("ViT-B-32"), {}, str(device))
+
+    def run():
+        with torch.inference_mode():
+            for start in range(0, len(images), batch):
+                scorer.model.encode_image(scorer.preprocess(images[start:start + batch]), normalize=True)
+
+    _, seconds = timed(run, device)
+    return len(images) / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--train", required=True, help="prepared split whose images play the generated set")
+    parser.add_argument("--test", required=True, help="prepared split used as the reference")
+    parser.add_argument("--n", type=int, default=50000)
+    parser.add_argument("--n-ref", type=int, default=10000)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--resamples", type=int, default=50)
+    parser.add_argument("--weights", default=None, help="Inception weights (else $DIFFBENCH_INCEPTION_WEIGHTS)")
+    parser.add_argument("--classifier", default=None, help="a classifier.pt to time its features too")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    gen_images = tile(load_split(args.train)[0], args.n)
+    ref_images = load_split(args.test)[0][: args.n_ref]
+    extractor = load_inception(args.weights, str(device))
+    extractor.extract(gen_images[: args.batch], args.batch)  # warm-up (cuDNN autotune, allocations)
+
+    t: dict[str, float] = {}
+    ref, t["reference features (once, cached)"] = timed(lambda: extractor.extract(ref_images, args.batch), device)
+    gen, t["Inception features"] = timed(lambda: extractor.extract(gen_images, args.batch), device)
+    g, r = gen["pool"], ref["pool"]
+    stats_ref = reference_statistics(r)
+    fid, t["FID (diffbench)"] = timed(lambda: FidStatistic(g, *stats_ref, device=device).fid(), device)
+    kid, t["KID (diffbench)"] = timed(lambda: KidStatistic(g, r, 1000, 100, device=device).kid(), device)
+    prc_stat, t["precision/recall (diffbench)"] = timed(lambda: PrecisionRecallStatistic(g, r, 3, device), device)
+    prc = (prc_stat.precision(), prc_stat.recall())
+    t["precision/recall (diffbench)"] += timed(prc_stat.recall, device)[1]
+    tf_fid, t["FID (torch-fidelity)"] = timed(lambda: fid_from_features(g, r), device)
+    tf_kid, t["KID (torch-fidelity)"] = timed(lambda: kid_from_features(g, r, 1000, 100), device)
+    tf_prc, t["precision/recall (torch-fidelity)"] = timed(lambda: torch_fidelity_prc(g, r, 3, device), device)
+    config = SuiteConfig(kid_subset_size=1000, kid_subsets=100, prc_k=3, resamples=args.resamples)
+    suite, t[f"full suite with intervals (B={args.resamples})"] = timed(
+        lambda: fidelity_metrics(gen, ref, config, device), device)
+    if args.classifier:
+        from diffbench.classifier import load_classifier
+
+        clf = load_classifier(args.classifier, device)
+        _, t["classifier features"] = timed(lambda: clf.extract(gen_images, args.batch), device)
+    clip_rate = clip_embedding_rate(gen_images[:10000], device, args.batch)
+
+    ours = t["Inception features"] + t["FID (diffbench)"] + t["KID (diffbench)"] + t["precision/recall (diffbench)"]
+    theirs = (t["Inception features"] + t["FID (torch-fidelity)"] + t["KID (torch-fidelity)"]
+              + t["precision/recall (torch-fidelity)"])
+    result = {
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__, "n": args.n, "n_ref": args.n_ref, "batch": args.batch,
+        "seconds": t, "fid_kid_prc_total_seconds": ours, "torch_fidelity_total_seconds": theirs,
+        "speedup_vs_torch_fidelity": theirs / ours,
+        "agreement": {"fid": [fid, tf_fid], "kid": [kid[0], tf_kid[0]], "precision_recall": [list(prc), list(tf_prc)]},
+        "suite": {k: suite[k] for k in ("fid", "fid_lo", "fid_hi", "precision", "precision_lo", "precision_hi")},
+        "inception_images_per_second": args.n / t["Inception features"],
+        "clip_images_per_second": clip_rate,
+    }
+    for name, seconds in t.items():
+        print(f"{name:45s} {seconds:8.2f} s")
+    print(f"FID+KID+P/R of {args.n} images incl. features: diffbench {ours:.1f} s, torch-fidelity {theirs:.1f} s "
+          f"({theirs / ours:.2f}x) on {result['gpu']}")
+    print(json.dumps(result["agreement"]))
+    if args.out:
+        with open(args.out, "w") as handle:
+            json.dump(result, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()
