@@ -178,6 +178,21 @@ def prepare_dataset(spec: DatasetSpec, out_dir: Path, local_dir: Path | None) ->
     }
 
 
+def take_subset(
+    images: np.ndarray, labels: np.ndarray, count: int, seed: int, field: str, path: Path
+) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` images (and labels) of a split: all of it when ``count`` equals its size, else a seeded
+    random subset in split order. Never the first ``count``: image-folder splits are stored class by
+    class, so a prefix would hold a few classes only. Asking for more than the split holds fails naming
+    ``field``."""
+    if count > len(images):
+        raise ParamsError(f"{field}: {count} exceeds the {len(images)} images of {path}")
+    if count == len(images):
+        return images, labels
+    index = np.sort(np.random.default_rng(seed).choice(len(images), size=count, replace=False))
+    return images[index], labels[index]
+
+
 def load_split(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Read one split .npz: images uint8 NHWC, labels int64, class names."""
     path = Path(path)

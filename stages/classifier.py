@@ -26,12 +26,11 @@ from diffbench.cli import (
     write_json,
 )
 from diffbench.config import load_params
-from diffbench.data import load_split
+from diffbench.data import load_split, take_subset
 from diffbench.hashing import sha256_file
 from diffbench.metrics.intervals import wilson_interval
 from diffbench.metrics.reference import reference_meta, save_reference
 from diffbench.unet import count_parameters
-from stages.reference import take
 
 
 def split_record(path, images) -> dict:
@@ -50,7 +49,8 @@ def main(argv: list[str] | None = None) -> None:
     train_images, train_labels, class_names = load_split(paths["train"])
     test_images, test_labels, _ = load_split(paths["test"])
     ref_path = layout.split_file(args.dataset, metrics["reference_split"])
-    ref_images = take(load_split(ref_path)[0], metrics["reference_n"], "metrics.reference_n", ref_path)
+    ref_images, _ = take_subset(*load_split(ref_path)[:2], metrics["reference_n"], params.seed,
+                                "metrics.reference_n", ref_path)  # the images of the Inception reference
     device = default_device()
 
     def log(row: dict) -> None:

@@ -17,20 +17,12 @@ from diffbench.cli import (
     write_json,
 )
 from diffbench.config import load_params
-from diffbench.data import load_split
+from diffbench.data import load_split, take_subset
 from diffbench.distributed import device_name
-from diffbench.errors import ParamsError
 from diffbench.evaluation import build_evaluator
 from diffbench.hashing import sha256_file
 from diffbench.metrics.inception import load_inception
 from diffbench.metrics.reference import reference_meta, save_reference
-
-
-def take(images, count: int, field: str, path) -> object:
-    """The first ``count`` images; asking for more than the split holds fails naming the field."""
-    if count > len(images):
-        raise ParamsError(f"{field}: {count} exceeds the {len(images)} images of {path}")
-    return images[:count]
 
 
 @stage_main
@@ -42,11 +34,10 @@ def main(argv: list[str] | None = None) -> None:
     ref_path = layout.split_file(args.dataset, metrics["reference_split"])
     floor_split = "train" if metrics["reference_split"] == "test" else "test"
     floor_path = layout.split_file(args.dataset, floor_split)
-    ref_images, _, _ = load_split(ref_path)
-    floor_images, floor_labels, _ = load_split(floor_path)
-    ref_images = take(ref_images, metrics["reference_n"], "metrics.reference_n", ref_path)
-    floor_images = take(floor_images, metrics["floor_n"], "metrics.floor_n", floor_path)
-    floor_labels = floor_labels[: len(floor_images)]
+    ref_images, _ = take_subset(*load_split(ref_path)[:2], metrics["reference_n"], params.seed,
+                                "metrics.reference_n", ref_path)
+    floor_images, floor_labels = take_subset(*load_split(floor_path)[:2], metrics["floor_n"], params.seed,
+                                             "metrics.floor_n", floor_path)
     device = default_device()
     extractor = load_inception(metrics.get("inception_weights"), device)
 
@@ -62,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     values = evaluator.score(floor_images, floor_labels)  # real images show their own class
     write_json(layout.floor_dir(args.dataset) / "metrics.json", {
         "dataset": args.dataset, "model": layout.FLOOR_MODEL, "run": layout.FLOOR_RUN, "family": "floor",
-        "description": f"first {len(floor_images)} {floor_split} images vs the reference split",
+        "description": f"{len(floor_images)} {floor_split} images (seeded subset) vs the reference split",
         "metrics": values,
         "provenance": evaluator.provenance(len(floor_images)) | {
             "samples": {"split": floor_split, "split_sha256": sha256_file(floor_path)},

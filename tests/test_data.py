@@ -508,3 +508,18 @@ def test_real_cifar10_jpeg(tmp_path):
     _, labels, names = load_split(tmp_path / "test.npz")
     assert names == ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
     assert np.bincount(labels).tolist() == [1000] * 10
+
+
+def test_take_subset_is_a_seeded_subset_in_split_order_never_a_prefix():
+    from diffbench.data import take_subset
+
+    labels = np.repeat(np.arange(10), 100)  # stored class by class, as image folders are
+    images = labels.astype(np.uint8).reshape(-1, 1, 1, 1)
+    sub_images, sub_labels = take_subset(images, labels, 200, 0, "metrics.floor_n", Path("train.npz"))
+    assert len(sub_labels) == 200 and set(sub_labels) == set(range(10))  # a prefix would be classes 0 and 1
+    assert np.all(np.diff(sub_labels) >= 0) and np.array_equal(sub_images.ravel(), sub_labels)
+    again = take_subset(images, labels, 200, 0, "metrics.floor_n", Path("train.npz"))[1]
+    assert np.array_equal(again, sub_labels)
+    assert take_subset(images, labels, 1000, 0, "x", Path("t"))[1] is labels
+    with pytest.raises(ParamsError, match="metrics.floor_n: 1001 exceeds the 1000 images of train.npz"):
+        take_subset(images, labels, 1001, 0, "metrics.floor_n", Path("train.npz"))
