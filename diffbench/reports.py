@@ -345,17 +345,18 @@ def plot_fid_vs_steps(frame: pd.DataFrame, path: Path, dataset: str) -> None:
 
 
 def plot_quality_vs_cfg(frame: pd.DataFrame, path: Path, dataset: str) -> None:
-    """The curriculum's exercise 5: FID, precision/recall and class accuracy / IS against the guidance scale,
-    with 95% intervals (unguided drawn at −1)."""
+    """The curriculum's exercise 5: FID, precision/recall, class accuracy, IS and CLIP score against the
+    guidance scale, with 95% intervals (unguided drawn at −1); a metric without numbers gets no panel."""
     rows = frame[frame["family"] == "guidance"].copy()
     rows["x"] = rows["guidance_scale"].fillna(-1.0)
     rows = rows.sort_values("x")
     panels = [("FID", ["fid", "classifier_fid"]), ("precision / recall", ["precision", "recall"]),
-              ("class accuracy / IS / CLIP", ["class_accuracy", "inception_score_mean",
-                                              "classifier_inception_score_mean", "clip_score"])]
+              ("class accuracy", ["class_accuracy"]),
+              ("Inception Score", ["inception_score_mean", "classifier_inception_score_mean"]),
+              ("CLIP score", ["clip_score"])]
     panels = [(title, [k for k in keys if rows[k].notna().any()]) for title, keys in panels]
     panels = [(title, keys) for title, keys in panels if keys]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.8 * len(panels), 3.6), squeeze=False)
     for ax, (title, keys) in zip(axes[0], panels):
         for key, marker in zip(keys, "osd^"):
             _errorbar(ax, rows, key, INTERVAL_METRICS[key][0], marker)
@@ -406,11 +407,14 @@ def build_reports(results: Path, out: Path) -> list[Path]:
             tables["likelihood"] = (elbo_table(elbo[elbo["dataset"] == dataset]),
                                     "Likelihood: variational bound on the test split")
         for name, ((raw, shown), title) in tables.items():
-            if len(raw) and (name != "cfg" or (raw["scale"] != "real data").any()):
+            if name in ("ddpm_vs_ddim", "cfg") and not (raw["method"] != "real data (train vs test)").any():
+                continue  # the real-data row alone is no comparison
+            if len(raw):
                 write_table(raw, shown, out / "tables" / f"{name}_{dataset}", f"{dataset}: {title}", notes)
                 index.append(f"- [{title}](tables/{name}_{dataset}.md)")
-        plot_fid_vs_steps(rows, out / "plots" / f"fid_vs_steps_{dataset}.png", dataset)
-        index.append(f"- ![FID vs steps](plots/fid_vs_steps_{dataset}.png)")
+        if rows["family"].isin(["sweep", "ablation"]).any():
+            plot_fid_vs_steps(rows, out / "plots" / f"fid_vs_steps_{dataset}.png", dataset)
+            index.append(f"- ![FID vs steps](plots/fid_vs_steps_{dataset}.png)")
         if (rows["family"] == "guidance").any():
             plot_quality_vs_cfg(rows, out / "plots" / f"quality_vs_cfg_{dataset}.png", dataset)
             index.append(f"- ![quality vs CFG](plots/quality_vs_cfg_{dataset}.png)")
@@ -422,6 +426,10 @@ def build_reports(results: Path, out: Path) -> list[Path]:
                 shutil.copyfile(best["grid"], target)
                 index.append(f"- grid {model} ({best['run']}, its lowest-FID run, FID {best['fid']:.2f}): "
                              f"![{model}](grids/{model}.png)")
+        for row in rows[rows["family"] == "guidance"].sort_values("guidance_scale", na_position="first").itertuples():
+            if Path(row.grid).is_file():
+                shutil.copyfile(row.grid, out / "grids" / f"{row.model}-{row.run}.png")
+                index.append(f"- grid {row.model} {row.run} (guidance): ![{row.run}](grids/{row.model}-{row.run}.png)")
         index.append("")
     (out / "index.md").write_text("\n".join(index))
     summary_path = out / "summary.json"
