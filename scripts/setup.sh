@@ -9,4 +9,4 @@ fi
 if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
   .venv/bin/pip install -q ${TORCH_SPEC:-torch==2.14.1 torchvision==0.29.1}
 fi
-.venv/bin/pip install -q -e ".[pipeline,test]"
+.venv/bin/pip install -q -e ".[pipeline,test,clip]"
