@@ -39,8 +39,14 @@ class SuiteConfig:
         )
 
 
+# Where a metric's values live: a jackknife interval (point ± t·√v) is clipped to them.
+RANGES = {"precision": (0.0, 1.0), "recall": (0.0, 1.0), "inception_score_mean": (1.0, np.inf)}
+
+
 def _with_interval(out: dict, key: str, point_lo_hi: tuple[float, float, float]) -> None:
-    out[key], out[f"{key}_lo"], out[f"{key}_hi"] = point_lo_hi
+    low, high = RANGES.get(key, (-np.inf, np.inf))
+    point, lo, hi = point_lo_hi
+    out[key], out[f"{key}_lo"], out[f"{key}_hi"] = point, float(max(lo, low)), float(min(hi, high))
 
 
 def fidelity_metrics(gen: dict, ref: dict, config: SuiteConfig, device=None) -> dict:

@@ -44,3 +44,11 @@ def test_a_better_set_gets_a_lower_fid_interval():
     near = fidelity_metrics({"pool": gaussian(200, 4, 7)}, ref, CONFIG, device="cpu")
     far = fidelity_metrics({"pool": gaussian(200, 4, 8, shift=1.0)}, ref, CONFIG, device="cpu")
     assert near["fid_hi"] < far["fid_lo"]
+
+
+def test_intervals_stay_inside_the_range_of_their_metric():
+    # 8 generated points among 10 reference points: recall's half-sample spread is wide.
+    gen, ref = {"pool": gaussian(8, 3, 9)}, {"pool": gaussian(10, 3, 10)}
+    out = fidelity_metrics(gen, ref, SuiteConfig(4, 2, 1, resamples=5), device="cpu")
+    for key in ("precision", "recall"):
+        assert 0.0 <= out[f"{key}_lo"] <= out[key] <= out[f"{key}_hi"] <= 1.0, key
