@@ -54,3 +54,15 @@ def test_corrupt_model_file_is_named(workdir, capsys, monkeypatch):
 
 def test_missing_params_file(workdir, capsys):
     assert "nope.yaml: params file not found" in fails(prepare.main, ["mnist", "--params", "nope.yaml"], capsys)
+
+
+def test_sampling_needs_the_reference_classifier_before_any_work(workdir, capsys, monkeypatch):
+    import numpy as np
+
+    from diffbench import layout
+    from diffbench.metrics.reference import save_reference
+
+    save_reference(layout.reference_file("mnist"), {"pool": np.zeros((4, 2), np.float32)}, {"n": 4})
+    monkeypatch.setenv("DIFFBENCH_INCEPTION_WEIGHTS", str(workdir / "params.yaml"))  # any existing file
+    err = fails(sample.main, ["mnist", "cosine", "ddim-10"], capsys)
+    assert "mnist-classifier/classifier.json does not exist: run the classifier stage of mnist first" in err
