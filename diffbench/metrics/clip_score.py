@@ -28,9 +28,7 @@ Inference is fp32 on every device.
 from __future__ import annotations
 
 import difflib
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -46,6 +44,7 @@ from diffbench.errors import DiffbenchError, ParamsError
 from diffbench.hashing import sha256_file
 from diffbench.metrics.inception import as_nchw_rgb, check_images
 from diffbench.metrics.intervals import mean_interval
+from diffbench.metrics.weights import local_weights_file
 
 WEIGHTS_ENV = "DIFFBENCH_CLIP_WEIGHTS"
 NO_OPEN_CLIP = "open_clip is not installed (pip install 'diffbench[clip]')"
@@ -69,17 +68,11 @@ def _some(names: list[str]) -> str:
 
 def resolve_clip_weights(path: str | None) -> str | None:
     """Weights file to use: ``path`` if given, else $DIFFBENCH_CLIP_WEIGHTS, else None (download the tag)."""
-    source = "metrics.clip.weights"
-    if not path:
-        path, source = os.environ.get(WEIGHTS_ENV) or None, f"${WEIGHTS_ENV}"
-    if path is None:
-        return None
-    if not Path(path).is_file():
-        raise DiffbenchError(
-            f"CLIP weights file {path} (from {source}) does not exist; set metrics.clip.weights or "
-            f"${WEIGHTS_ENV} to an open_clip state dict, or leave both unset to download metrics.clip.pretrained"
-        )
-    return str(path)
+    return local_weights_file(
+        path, "metrics.clip.weights", WEIGHTS_ENV, "CLIP",
+        f"set metrics.clip.weights or ${WEIGHTS_ENV} to an open_clip state dict, or leave both unset to download "
+        "metrics.clip.pretrained",
+    )
 
 
 def class_prompts(template: str, class_names: list[str]) -> list[str]:

@@ -11,10 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, FeatureExtractorInceptionV3
+from torch_fidelity.feature_extractor_inceptionv3 import (
+    URL_INCEPTION_V3,
+    FeatureExtractorInceptionV3,
+)
 
 from diffbench.errors import DiffbenchError
 from diffbench.hashing import sha256_file
+from diffbench.metrics.weights import local_weights_file
 
 WEIGHTS_ENV = "DIFFBENCH_INCEPTION_WEIGHTS"
 EXTRACTOR_NAME = "inception-v3-compat"
@@ -25,17 +29,10 @@ LOGITS_LAYER = "logits_unbiased"
 
 def resolve_weights(path: str | None) -> str | None:
     """Weights file to use: ``path`` if given, else $DIFFBENCH_INCEPTION_WEIGHTS, else None (download)."""
-    source = "metrics.inception_weights"
-    if not path:
-        path, source = os.environ.get(WEIGHTS_ENV) or None, f"${WEIGHTS_ENV}"
-    if path is None:
-        return None
-    if not Path(path).is_file():
-        raise DiffbenchError(
-            f"Inception weights file {path} (from {source}) does not exist; set params "
-            f"metrics.inception_weights or ${WEIGHTS_ENV} to an existing file, or leave both unset to download"
-        )
-    return str(path)
+    return local_weights_file(
+        path, "metrics.inception_weights", WEIGHTS_ENV, "Inception",
+        f"set params metrics.inception_weights or ${WEIGHTS_ENV} to an existing file, or leave both unset to download",
+    )
 
 
 def downloaded_weights_path() -> Path | None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from diffbench.errors import DiffbenchError
 from diffbench.metrics.fast import (
@@ -19,16 +18,20 @@ from diffbench.metrics.fast import (
     fid_fast,
     reference_statistics,
 )
-from diffbench.metrics.fidelity import fid_from_features, kid_from_features, precision_recall
-from tests.metrics.references import fid_scipy, gaussian, lattice, mmd2_unbiased, prc_brute
+from diffbench.metrics.fidelity import (
+    fid_from_features,
+    kid_from_features,
+    precision_recall,
+)
+from tests.metrics.references import (
+    fid_scipy,
+    gaussian,
+    lattice,
+    mmd2_unbiased,
+    prc_brute,
+)
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def sqrt_basis(sigma: np.ndarray) -> np.ndarray:

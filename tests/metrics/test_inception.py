@@ -20,7 +20,13 @@ from torch_fidelity.utils import get_featuresdict_from_dataset
 from diffbench.errors import DiffbenchError
 from diffbench.hashing import sha256_file
 from diffbench.metrics import inception
-from diffbench.metrics.inception import WEIGHTS_ENV, InceptionFeatures, as_nchw_rgb, load_inception, resolve_weights
+from diffbench.metrics.inception import (
+    WEIGHTS_ENV,
+    InceptionFeatures,
+    as_nchw_rgb,
+    load_inception,
+    resolve_weights,
+)
 
 # The offline weights: $DIFFBENCH_INCEPTION_WEIGHTS (as CI and the README set it), else .device/inception.pth.
 OFFLINE_WEIGHTS = Path(os.environ.get(WEIGHTS_ENV) or Path(__file__).resolve().parents[2] / ".device" / "inception.pth")

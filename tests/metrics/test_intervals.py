@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from scipy import stats
 
 from diffbench.errors import DiffbenchError
-from diffbench.metrics.fast import FidStatistic, KidStatistic, PrecisionRecallStatistic, reference_statistics
+from diffbench.metrics.fast import (
+    FidStatistic,
+    KidStatistic,
+    PrecisionRecallStatistic,
+    reference_statistics,
+)
 from diffbench.metrics.intervals import (
     half_sample_interval,
     half_samples,
@@ -22,13 +26,7 @@ from diffbench.metrics.intervals import (
     wilson_interval,
 )
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_half_samples_are_seeded_halves_without_replacement():
