@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Any
@@ -14,13 +15,29 @@ REQUIRED_MODEL_KEYS = ("format", "unet", "schedule", "timesteps", "ema")
 MODEL_FORMAT = "diffbench-model-1"
 
 
-def save_atomic(obj: Any, path: str | Path) -> None:
-    """torch.save to ``path`` via a temporary file and rename, so a crash never leaves half a file."""
+def write_bytes_atomic(data: bytes, path: str | Path) -> None:
+    """Write ``path`` via a temporary file, fsync and rename: a crash never leaves half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
     os.replace(tmp, path)
+
+
+def write_text_atomic(text: str, path: str | Path) -> None:
+    """UTF-8 text, written like ``write_bytes_atomic``."""
+    write_bytes_atomic(text.encode(), path)
+
+
+def save_atomic(obj: Any, path: str | Path) -> None:
+    """torch.save ``obj`` atomically. Serialised in memory, so the bytes depend only on ``obj``
+    (torch names the archive after the file otherwise): equal objects give equal files."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    write_bytes_atomic(buffer.getvalue(), path)
 
 
 def load_file(path: str | Path, required: tuple[str, ...] = ()) -> dict:

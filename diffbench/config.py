@@ -6,90 +6,38 @@ before any stage starts work.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 import yaml
 
+from diffbench.classifier_config import config_for
+from diffbench.data import dataset_spec
+from diffbench.elbo_settings import ElboSettings
 from diffbench.errors import ParamsError
-from diffbench.guidance import check_scale
-from diffbench.samplers import REGISTRY, check_steps, get_sampler, make_settings
+from diffbench.validation import nonempty_list, typed_section
+from diffbench.runs import Model, Plan, build_plan, parse_scale
+from diffbench.samplers import REGISTRY, check_steps, get_sampler, make_settings, planned_timesteps
 from diffbench.schedules import SCHEDULES
 
 TOP_LEVEL = (
     "root", "seed", "datasets", "diffusion", "architectures", "training", "models",
-    "samplers", "sampling", "sweep", "ablation", "guidance", "metrics", "classifier", "elbo",
+    "samplers", "sampling", "sweep", "ablation", "guidance", "metrics", "classifier", "elbo", "shards",
 )
+OPTIONAL_TOP_LEVEL = {"report_banner": "a line every report of the profile starts with"}
 TRAINING_KEYS = {
     "steps": int, "batch_size": int, "lr": float, "warmup_steps": int, "weight_decay": float,
     "grad_clip": float, "ema_decay": float, "p_uncond": float, "hflip": bool, "checkpoint_every": int,
     "log_every": int, "compile": bool, "bf16": bool, "channels_last": bool,
 }
-SAMPLING_KEYS = {"n_samples": int, "batch_size": int, "bf16": bool, "compile": bool, "determinism_images": int}
+SAMPLING_KEYS = {"n_samples": int, "batch_size": int, "bf16": bool, "compile": bool, "determinism_images": int,
+                 "n_samples_per_setting": dict}
 METRICS_KEYS = {
     "reference_split": str, "reference_n": int, "floor_n": int, "batch_size": int,
     "kid_subset_size": int, "kid_subsets": int, "prc_k": int, "grid_images": int,
     "interval_resamples": int, "interval_level": float,
 }
 CLIP_KEYS = {"model": str, "download": bool, "prompts": dict, "check_n": int, "check_alpha": float, "batch_size": int}
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """One reference model: a dataset trained under a noise schedule."""
-
-    name: str
-    dataset: str
-    schedule: str
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One sampling configuration: sampler setting, step count and guidance scale."""
-
-    name: str
-    setting: str
-    kind: str
-    options: dict
-    steps: int
-    guidance: float | None
-
-    @property
-    def settings(self) -> Any:
-        """The sampler's validated ``Settings`` object."""
-        return make_settings(self.kind, self.options, f"samplers.{self.setting}")
-
-
-def parse_scale(value: Any, where: str) -> float | None:
-    """A guidance scale from params or the command line: 'none'/null → None (unguided), else a number ≥ 0."""
-    if value is None or (isinstance(value, str) and value.strip().lower() == "none"):
-        return None
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            raise ParamsError(f"{where}: a guidance scale must be a number >= 0 or 'none', got {value!r}") from None
-    check_scale(value, where)
-    return float(value)
-
-
-def _typed(section: dict, keys: dict[str, type], where: str, untyped: tuple[str, ...] = ()) -> None:
-    """Every key of ``keys`` present with its type (numbers >= 0); nothing else but ``untyped``."""
-    for key, kind in keys.items():
-        if key not in section:
-            raise ParamsError(f"{where}.{key}: missing")
-        value = section[key]
-        ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
-        if kind is float:
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not ok:
-            raise ParamsError(f"{where}.{key}: must be {kind.__name__}, got {value!r}")
-        if kind in (int, float) and value < 0:
-            raise ParamsError(f"{where}.{key}: must be >= 0, got {value!r}")
-    unknown = set(section) - set(keys) - set(untyped)
-    if unknown:
-        raise ParamsError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(set(keys) | set(untyped))}")
 
 
 class Params:
@@ -120,43 +68,28 @@ class Params:
         return dict(datasets[name])
 
     @property
-    def models(self) -> list[ModelSpec]:
+    def models(self) -> list[Model]:
         """Every dataset × every schedule, in params order."""
-        section = self.raw["models"]
-        return [
-            ModelSpec(f"{dataset}-{schedule}", dataset, schedule)
-            for dataset in section["datasets"] for schedule in section["schedules"]
-        ]
+        return list(self.plan.models)
 
-    def model(self, dataset: str, schedule: str) -> ModelSpec:
+    def model(self, dataset: str, schedule: str) -> Model:
         """The model trained on ``dataset`` under ``schedule``; names outside params fail listing them."""
         section = self.raw["models"]
         if dataset not in section["datasets"]:
             raise ParamsError(f"models.datasets: no dataset {dataset!r}; allowed: {', '.join(section['datasets'])}")
         if schedule not in section["schedules"]:
             raise ParamsError(f"models.schedules: no schedule {schedule!r}; allowed: {', '.join(section['schedules'])}")
-        return ModelSpec(f"{dataset}-{schedule}", dataset, schedule)
+        return Model(dataset, schedule)
 
-    def run(self, name: str, guidance: Any = "default") -> RunSpec:
-        """Parse a run name '<sampler setting>-<steps>' with a guidance scale (default: sampling.guidance)."""
-        setting, _, steps_text = str(name).rpartition("-")
-        samplers = self.raw["samplers"]
-        if setting not in samplers:
-            raise ParamsError(
-                f"run {name!r}: must be '<sampler setting>-<steps>' with a setting from samplers "
-                f"({', '.join(samplers)})"
-            )
-        if not steps_text.isdigit():
-            raise ParamsError(f"run {name!r}: steps {steps_text!r} must be a positive integer")
-        steps = int(steps_text)
-        options = dict(samplers[setting])
-        kind = options.pop("kind")
-        check_steps(steps, self.timesteps, f"run {name!r} steps")
-        if kind == "ddpm" and steps != self.timesteps:
-            raise ParamsError(f"run {name!r}: ddpm is ancestral over all T={self.timesteps} steps")
-        raw_scale = self.raw["sampling"]["guidance"] if guidance == "default" else guidance
-        scale = parse_scale(raw_scale, f"run {name!r} guidance")
-        return RunSpec(name, setting, kind, options, steps, scale)
+    @cached_property
+    def plan(self) -> Plan:
+        """Every generation the tables ask for (see ``diffbench.runs``)."""
+        return build_plan(self.raw)
+
+    def sampler_settings(self, setting: str) -> object:
+        """The validated ``Settings`` of ``samplers.<setting>`` (defaults included)."""
+        options = {k: v for k, v in self.raw["samplers"][setting].items() if k != "kind"}
+        return make_settings(self.raw["samplers"][setting]["kind"], options, f"samplers.{setting}")
 
     # ---- validation ---------------------------------------------------------------------
     def _validate(self) -> None:
@@ -166,6 +99,13 @@ class Params:
         for key in TOP_LEVEL:
             if key not in raw:
                 raise ParamsError(f"{key}: missing section; sections: {', '.join(TOP_LEVEL)}")
+        unknown = set(raw) - set(TOP_LEVEL) - set(OPTIONAL_TOP_LEVEL)
+        if unknown:
+            raise ParamsError(f"params: unknown section(s) {sorted(unknown)}; sections: "
+                              f"{', '.join(TOP_LEVEL + tuple(OPTIONAL_TOP_LEVEL))}")
+        banner = raw.get("report_banner")
+        if banner is not None and not isinstance(banner, str):
+            raise ParamsError(f"report_banner: must be a text or absent, got {banner!r}")
         if not isinstance(raw["seed"], int) or raw["seed"] < 0:
             raise ParamsError(f"seed: must be an integer >= 0, got {raw['seed']!r}")
         timesteps = raw["diffusion"].get("timesteps")
@@ -174,17 +114,22 @@ class Params:
         self._validate_datasets()
         self._validate_models()
         self._validate_samplers()
-        _typed(raw["sampling"], SAMPLING_KEYS, "sampling", untyped=("guidance",))
+        typed_section(raw["sampling"], SAMPLING_KEYS, "sampling", untyped=("guidance",))
         parse_scale(raw["sampling"]["guidance"], "sampling.guidance")
         for key in ("n_samples", "batch_size"):
             if raw["sampling"][key] < 1:
                 raise ParamsError(f"sampling.{key}: must be >= 1, got {raw['sampling'][key]}")
+        for setting, n in raw["sampling"]["n_samples_per_setting"].items():
+            if setting not in raw["samplers"]:
+                raise ParamsError(f"sampling.n_samples_per_setting.{setting}: no such sampler setting; "
+                                  f"settings: {', '.join(raw['samplers'])}")
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise ParamsError(f"sampling.n_samples_per_setting.{setting}: must be an integer >= 1, got {n!r}")
         self._validate_sweeps()
-        _typed(raw["metrics"], METRICS_KEYS, "metrics", untyped=("inception_weights", "clip"))
+        self._validate_shards()
+        typed_section(raw["metrics"], METRICS_KEYS, "metrics", untyped=("inception_weights", "clip"))
         self._validate_intervals()
         self._validate_clip()
-        from diffbench.elbo import ElboSettings
-
         ElboSettings.from_params(raw["elbo"], raw["diffusion"]["timesteps"])
         if raw["metrics"]["reference_split"] not in ("train", "test"):
             raise ParamsError("metrics.reference_split: must be 'train' or 'test'")
@@ -203,7 +148,7 @@ class Params:
         clip = self.raw["metrics"].get("clip")
         if not isinstance(clip, dict):
             raise ParamsError(f"metrics.clip: missing; a mapping with {', '.join(CLIP_KEYS)}, pretrained, weights")
-        _typed(clip, CLIP_KEYS, "metrics.clip", untyped=("pretrained", "weights"))
+        typed_section(clip, CLIP_KEYS, "metrics.clip", untyped=("pretrained", "weights"))
         for key in ("pretrained", "weights"):
             if key not in clip or not (clip[key] is None or isinstance(clip[key], str)):
                 raise ParamsError(f"metrics.clip.{key}: must be a string or null, got {clip.get(key)!r}")
@@ -217,9 +162,6 @@ class Params:
             raise ParamsError(f"metrics.clip.check_alpha: must be in (0, 1), got {clip['check_alpha']}")
 
     def _validate_datasets(self) -> None:
-        from diffbench.classifier import config_for
-        from diffbench.data import dataset_spec
-
         datasets = self.raw["datasets"]
         if not isinstance(datasets, dict) or not datasets:
             raise ParamsError("datasets: must map at least one dataset name to its source")
@@ -230,7 +172,7 @@ class Params:
             for section in ("architectures", "training"):
                 if name not in self.raw[section]:
                     raise ParamsError(f"{section}.{name}: missing (every dataset needs one)")
-            _typed(self.raw["training"][name], TRAINING_KEYS, f"training.{name}")
+            typed_section(self.raw["training"][name], TRAINING_KEYS, f"training.{name}")
             training = self.raw["training"][name]
             if not 0 <= training["p_uncond"] <= 1:
                 raise ParamsError(f"training.{name}.p_uncond: must be in [0, 1], got {training['p_uncond']}")
@@ -245,10 +187,10 @@ class Params:
         section = self.raw["models"]
         if not isinstance(section, dict) or set(section) != {"datasets", "schedules"}:
             raise ParamsError("models: must be {datasets: [...], schedules: [...]}")
-        for name in _nonempty_list(section, "datasets", "models"):
+        for name in nonempty_list(section, "datasets", "models"):
             if name not in self.raw["datasets"]:
                 raise ParamsError(f"models.datasets: unknown dataset {name!r}; allowed: {', '.join(self.raw['datasets'])}")
-        for name in _nonempty_list(section, "schedules", "models"):
+        for name in nonempty_list(section, "schedules", "models"):
             if name not in SCHEDULES:
                 raise ParamsError(f"models.schedules: unknown schedule {name!r}; allowed: {', '.join(sorted(SCHEDULES))}")
 
@@ -263,25 +205,38 @@ class Params:
 
     def _validate_sweeps(self) -> None:
         for section in ("sweep", "ablation"):
-            for run in _nonempty_list(self.raw[section], "runs", section):
-                self.run(run)
-        for section in ("ablation", "guidance"):
-            schedule = self.raw[section].get("schedule")
-            if schedule not in self.raw["models"]["schedules"]:
-                raise ParamsError(
-                    f"{section}.schedule: {schedule!r} is not among models.schedules "
-                    f"({', '.join(self.raw['models']['schedules'])})"
-                )
-        self.run(self.raw["guidance"].get("run"))
-        for scale in _nonempty_list(self.raw["guidance"], "scales", "guidance"):
-            parse_scale(scale, "guidance.scales")
+            nonempty_list(self.raw[section], "runs", section)
+        nonempty_list(self.raw["guidance"], "scales", "guidance")
+        for generation in self.plan.generations:  # every sampler's own rules, before any stage runs
+            where = f"run {generation.model.name}/{generation.run}"
+            check_steps(generation.steps, self.timesteps, f"{where} steps")
+            schedule = generation.model.schedule
+            planned_timesteps(generation.kind, self.sampler_settings(generation.setting), schedule,
+                              self.timesteps, generation.steps, where)
+        smallest = min((g for g in self.plan.generations), key=lambda g: g.n_samples, default=None)
+        k = self.raw["metrics"]["prc_k"]
+        if smallest is not None and smallest.n_samples // 2 <= k:  # intervals score half-samples
+            raise ParamsError(f"run {smallest.model.name}/{smallest.run}: n={smallest.n_samples} is too few; "
+                              f"precision/recall with metrics.prc_k={k} on half-samples needs n >= {2 * k + 2}")
 
-
-def _nonempty_list(section: dict, key: str, where: str) -> list:
-    values = section.get(key) if isinstance(section, dict) else None
-    if not isinstance(values, list) or not values:
-        raise ParamsError(f"{where}.{key}: must be a non-empty list")
-    return values
+    def _validate_shards(self) -> None:
+        shards = self.raw["shards"]
+        if not isinstance(shards, dict) or not shards:
+            raise ParamsError("shards: must map shard names to lists of model names (<dataset>-<schedule>)")
+        names = [m.name for m in self.plan.models]
+        seen: dict[str, str] = {}
+        for shard, models in shards.items():
+            if not isinstance(models, list) or not models:
+                raise ParamsError(f"shards.{shard}: must be a non-empty list of model names")
+            for model in models:
+                if model not in names:
+                    raise ParamsError(f"shards.{shard}: unknown model {model!r}; models: {', '.join(names)}")
+                if model in seen:
+                    raise ParamsError(f"shards.{shard}: model {model!r} is already in shard {seen[model]!r}")
+                seen[model] = shard
+        missing = [n for n in names if n not in seen]
+        if missing:
+            raise ParamsError(f"shards: models in no shard: {', '.join(missing)} (every model needs one)")
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

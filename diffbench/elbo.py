@@ -34,14 +34,12 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, fields
-from typing import Any
 
 import numpy as np
 import torch
 
-from diffbench.config import _typed
-from diffbench.data import SPLITS
 from diffbench.diffusion import NoiseSchedule, broadcast, q_sample
+from diffbench.elbo_settings import ElboSettings, check_variance, resolve_k
 from diffbench.errors import DiffbenchError, ParamsError
 from diffbench.generation import LoadedModel
 from diffbench.guidance import guided_eps
@@ -50,17 +48,10 @@ from diffbench.noise import image_noise
 from diffbench.samplers import EpsFn
 from diffbench.training import to_model_space
 
-VARIANCES = ("large", "small")
 TIME_STREAM = 0
 XT_STREAM = 1
 BIN_HALF_WIDTH = 1.0 / 255.0
 _MAX_SEED = 0xFFFFFFFF
-ELBO_KEYS = {  # params.yaml elbo.<key> -> type; timesteps_per_image (int or null) is checked apart
-    "split": str, "n_images": int, "batch_size": int, "variance": str, "clip_x0": bool, "conditional": bool,
-    "bf16": bool,
-}
-
-
 # --------------------------------------------------------------------------- Gaussian math (nats)
 
 
@@ -216,22 +207,6 @@ class ElboTerms:
         return cls(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(cls)))
 
 
-def check_variance(variance: Any, where: str = "variance") -> None:
-    """The variance of p_θ(x_{t−1} | x_t) is named ``large`` (β_t) or ``small`` (β̃_t)."""
-    if variance not in VARIANCES:
-        raise DiffbenchError(f"{where}: must be one of {', '.join(VARIANCES)}, got {variance!r}")
-
-
-def resolve_k(k: Any, timesteps: int, where: str = "timesteps_per_image") -> int:
-    """K, the middle terms evaluated per image: an integer in 1..T−1; None means all (exact)."""
-    middle = timesteps - 1
-    if k is None:
-        return middle
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= middle:
-        raise DiffbenchError(f"{where}: must be an integer in 1..{middle} (T-1) or null (exact), got {k!r}")
-    return k
-
-
 def _check_batch(images: torch.Tensor, seeds: torch.Tensor, timesteps: int) -> None:
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
         raise DiffbenchError(f"images: must be uint8 N x H x W x (1|3), got {images.dtype} {tuple(images.shape)}")
@@ -279,44 +254,6 @@ def bound(
 
 
 # --------------------------------------------------------------------------- params and a model on a split
-
-
-@dataclass(frozen=True)
-class ElboSettings:
-    """params.yaml ``elbo``: which images, how many middle terms per image (K), which p_θ."""
-
-    split: str
-    n_images: int
-    timesteps_per_image: int | None  # K; null = exact (all T−1)
-    batch_size: int
-    variance: str
-    clip_x0: bool
-    conditional: bool  # True: −log p(x|y) with the true label; False: −log p(x) with the null label
-    bf16: bool
-
-    @classmethod
-    def from_params(cls, section: Any, timesteps: int) -> ElboSettings:
-        """Validated settings; every problem is one ParamsError line naming ``elbo.<field>``."""
-        if not isinstance(section, dict):
-            raise ParamsError(f"elbo: missing section (a mapping with {', '.join(f.name for f in fields(cls))})")
-        _typed(section, ELBO_KEYS, "elbo", untyped=("timesteps_per_image",))
-        if "timesteps_per_image" not in section:
-            raise ParamsError("elbo.timesteps_per_image: missing (an integer in 1..T-1, or null for the exact bound)")
-        if section["split"] not in SPLITS:
-            raise ParamsError(f"elbo.split: must be one of {', '.join(SPLITS)}, got {section['split']!r}")
-        for key in ("n_images", "batch_size"):
-            if section[key] < 1:
-                raise ParamsError(f"elbo.{key}: must be >= 1, got {section[key]}")
-        try:
-            check_variance(section["variance"], "elbo.variance")
-            resolve_k(section["timesteps_per_image"], timesteps, "elbo.timesteps_per_image")
-        except DiffbenchError as error:
-            raise ParamsError(str(error)) from None
-        return cls(**section)
-
-    @property
-    def conditioning(self) -> str:
-        return "true label: bound on -log p(x|y)" if self.conditional else "null label: bound on -log p(x)"
 
 
 def check_inputs(model: LoadedModel, images: np.ndarray, labels: np.ndarray, settings: ElboSettings) -> None:

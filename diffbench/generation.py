@@ -16,7 +16,7 @@ from diffbench.checkpoint import load_model_file
 from diffbench.diffusion import NoiseSchedule
 from diffbench.guidance import guided_eps
 from diffbench.noise import image_noise
-from diffbench.samplers import get_sampler
+from diffbench.samplers import CountingEps, get_sampler
 from diffbench.unet import UNet, UNetConfig
 
 DETERMINISM_STREAM_OFFSET = 1 << 20
@@ -71,30 +71,33 @@ def class_labels(seeds: torch.Tensor, num_classes: int) -> torch.Tensor | None:
 def sample_batch(
     model: LoadedModel, kind: str, settings: Any, steps: int, seeds: torch.Tensor, guidance: float | None,
     bf16: bool = False, stream_offset: int = 0,
-) -> torch.Tensor:
-    """Samples (model space) for one batch of seeds."""
+) -> tuple[torch.Tensor, int]:
+    """Samples (model space) for one batch of seeds, and the network evaluations the sampler made."""
     device = next(model.net.parameters()).device
     seeds = seeds.to(device)
     x_T = image_noise(seeds, 0, model.image_shape)
     labels = class_labels(seeds, model.num_classes)
-    eps_fn = guided_eps(model.forward, labels, guidance, model.num_classes)
+    eps_fn = CountingEps(guided_eps(model.forward, labels, guidance, model.num_classes))
     sampler = get_sampler(kind)
 
     def noise(k: int) -> torch.Tensor:
         return image_noise(seeds, stream_offset + k, model.image_shape)
 
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda"):
-        return sampler.sample(eps_fn, x_T, model.schedule, steps, noise, settings)
+        x = sampler.sample(eps_fn, x_T, model.schedule, steps, noise, settings)
+    return x, eps_fn.calls
 
 
 @dataclass
 class Generated:
-    """Images (uint8 N×H×W×C, in seed order) with their seeds, labels and timing."""
+    """Images (uint8 N×H×W×C, in seed order) with their seeds, labels, timing and network evaluations
+    per image (``nfe``; None when this process had no seeds)."""
 
     images: np.ndarray
     seeds: np.ndarray
     labels: np.ndarray | None
     seconds: float
+    nfe: int | None
 
 
 def generate(
@@ -105,15 +108,21 @@ def generate(
     mine = torch.tensor(seeds[rank::world_size], dtype=torch.int64)
     device = next(model.net.parameters()).device
     outputs: list[np.ndarray] = []
+    counts: set[int] = set()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     start = time.perf_counter()
     for chunk in mine.split(batch_size):
-        outputs.append(to_uint8(sample_batch(model, kind, settings, steps, chunk, guidance, bf16)))
+        x, calls = sample_batch(model, kind, settings, steps, chunk, guidance, bf16)
+        outputs.append(to_uint8(x))
+        counts.add(calls)
     seconds = time.perf_counter() - start
+    if len(counts) > 1:
+        raise RuntimeError(f"sampler {kind!r} made a different number of network evaluations per batch: {counts}")
     labels = class_labels(mine, model.num_classes)
     images = np.concatenate(outputs) if outputs else np.zeros((0,) + model.image_shape[1:] + model.image_shape[:1], np.uint8)
-    return Generated(images, mine.numpy(), None if labels is None else labels.numpy(), seconds)
+    nfe = counts.pop() if counts else None
+    return Generated(images, mine.numpy(), None if labels is None else labels.numpy(), seconds, nfe)
 
 
 def is_deterministic(
@@ -121,6 +130,6 @@ def is_deterministic(
 ) -> bool:
     """Sample the same x_T twice with different injected noise; identical outputs ⇔ deterministic."""
     seed_tensor = torch.tensor(seeds, dtype=torch.int64)
-    first = sample_batch(model, kind, settings, steps, seed_tensor, guidance, bf16)
-    second = sample_batch(model, kind, settings, steps, seed_tensor, guidance, bf16, DETERMINISM_STREAM_OFFSET)
+    first, _ = sample_batch(model, kind, settings, steps, seed_tensor, guidance, bf16)
+    second, _ = sample_batch(model, kind, settings, steps, seed_tensor, guidance, bf16, DETERMINISM_STREAM_OFFSET)
     return bool(torch.equal(first, second))

@@ -1,15 +1,17 @@
-"""Metric records (results/**/metrics.json) → the curriculum's tables, plots, grids and summary.json.
+"""Report tables, plots, grids and summary.json from the rows of ``diffbench.report_data``.
 
 Tables (Markdown + CSV per dataset under reports/tables/), every number as value [95% interval]:
-  (a) ddpm_vs_ddim: method | steps | FID | KID | precision | recall | classifier FID | s/image | deterministic?
+  (a) ddpm_vs_ddim: quality vs network evaluations (NFE) on the ablation schedule, one row per sampler
+      and step count: DDPM, DDIM (η, spacing) and every other sampler of the sweep
   (b) cfg: guidance scale vs FID / IS / CLIP / precision / recall / class accuracy / classifier FID and IS
   (c) schedules: schedule × run FID
   (d) likelihood: the variational bound in bits/dim per schedule (when the ELBO stage ran)
 A metric without a number (IS without logits, CLIP without weights, ...) gets no column, only a note
-with the reason. In each column the best row is bold and rows whose interval overlaps it are marked ≈.
-Plots (reports/plots/): FID vs steps, quality vs guidance scale (with intervals). Grids: one per model.
-Every table carries n, device and the metric provenance; reports/summary.json is the nested
-dataset → model → run → metric file (m, m_lo, m_hi) that `dvc metrics diff` compares.
+with the reason. In each column the best row is bold and rows whose interval overlaps it are marked ≈;
+when every row ties, nothing is marked. Planned runs without a record show as ``missing``, records
+whose code or params changed since they ran as ``stale`` (status column). Plots: FID vs NFE, quality
+vs guidance scale (with intervals). reports/summary.json is the nested dataset → model → run → metric
+file (m, m_lo, m_hi, and what produced them) that `dvc metrics diff` and `python -m diffbench compare` read.
 """
 
 from __future__ import annotations
@@ -25,119 +27,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from diffbench.errors import DiffbenchError  # noqa: E402
+from diffbench.config import Params  # noqa: E402
+from diffbench.report_data import FLOOR_METHOD, INTERVAL_METRICS, REASONS, load_elbo, load_frame  # noqa: E402
 
-# Metrics with a 95% interval (m, m_lo, m_hi in every record): key -> (column title, higher is better, digits).
-INTERVAL_METRICS = {
-    "fid": ("FID", False, 2),
-    "kid_mean": ("KID×1e3", False, 2),
-    "precision": ("precision", True, 3),
-    "recall": ("recall", True, 3),
-    "inception_score_mean": ("IS", True, 2),
-    "classifier_fid": ("FID (classifier)", False, 2),
-    "classifier_inception_score_mean": ("IS (classifier)", True, 2),
-    "class_accuracy": ("class accuracy", True, 3),
-    "clip_score": ("CLIP score", True, 2),
-}
 SCALED = {"kid_mean": 1e3}  # shown ×1e3 in tables
-REASONS = {  # why a metric has no number: record key -> table note
-    "inception_score_unavailable": "Inception Score",
-    "classifier_unavailable": "reference-classifier metrics",
-    "clip_score_unavailable": "CLIP score",
-}
 SUMMARY_EXTRA = ("kid_std", "seconds_per_image")
-ELBO_DIR = "elbo"  # results/<model>/elbo/metrics.json: the variational bound, not a sampling run
+SUMMARY_PROVENANCE = ("n_samples", "device", "nfe", "steps", "commit", "date", "shard", "reference",
+                      "weights_sha256", "backend", "status")
 TIE = "≈"  # marks a value whose interval overlaps the best row's: not significantly different from it
 DATASET_NOTES = {
     "cifar10-jpeg": "cifar10-jpeg is a JPEG (quality ~75) mirror of CIFAR-10: its numbers are not comparable "
     "with published CIFAR-10 figures.",
 }
-
-
-def _method(kind: str, options: dict) -> str:
-    if kind == "ddpm":
-        return f"DDPM (σ²={'β' if options.get('variance', 'large') == 'large' else 'β̃'})"
-    if kind == "ddim":
-        label = f"DDIM η={options.get('eta', 0.0):g}"
-        return label + (" quadratic" if options.get("spacing") == "quadratic" else "")
-    return kind
-
-
-def _metric_columns(metrics: dict) -> dict:
-    """Every interval metric with its _lo/_hi, and the reasons where a metric has no number."""
-    out = {}
-    for key in INTERVAL_METRICS:
-        for suffix in ("", "_lo", "_hi"):
-            out[key + suffix] = metrics.get(key + suffix)
-    out["kid_std"] = metrics.get("kid_std")
-    for key in REASONS:
-        out[key] = metrics.get(key)
-    out["class_accuracy_unavailable"] = metrics.get("class_accuracy_unavailable")
-    out["interval_method"] = metrics.get("interval_method")
-    return out
-
-
-def flatten(record: dict, path: Path) -> dict:
-    """One metrics.json → one flat row."""
-    try:
-        metrics, provenance = record["metrics"], record["provenance"]
-        sampler = record.get("sampler") or {}
-        timing = record.get("timing") or {}
-        classifier = provenance.get("classifier") or {}
-        return {
-            "dataset": record["dataset"], "model": record["model"], "schedule": record.get("schedule"),
-            "family": record["family"], "run": record["run"],
-            "method": _method(sampler["kind"], sampler.get("options", {})) if sampler else "real data (train vs test)",
-            "steps": sampler.get("steps"), "guidance_scale": record.get("guidance_scale"),
-            "deterministic": record.get("deterministic"),
-            **_metric_columns(metrics),
-            "seconds_per_image": timing.get("seconds_per_image"),
-            "n_samples": provenance["n_samples"], "device": provenance.get("device"),
-            "reference": f"{provenance['reference']['split']} n={provenance['reference']['n']}",
-            "weights_sha256": provenance.get("weights_sha256"), "seeds": provenance.get("seeds"),
-            "backend": f"{provenance.get('backend')} {provenance.get('version')}",
-            "classifier_accuracy": classifier.get("test_accuracy"),
-        }
-    except (KeyError, TypeError) as error:
-        raise DiffbenchError(f"{path}: not a diffbench metrics record (missing {error})") from None
-
-
-def load_records(results: Path) -> pd.DataFrame:
-    """Every sampling / floor metrics.json under ``results`` as one DataFrame (fails naming a broken file)."""
-    rows = []
-    for path in sorted(Path(results).glob("*/*/metrics.json")):
-        if path.parent.name == ELBO_DIR:
-            continue
-        rows.append(flatten(_read(path), path) | {"grid": str(path.parent / "grid.png")})
-    if not rows:
-        raise DiffbenchError(f"{results}: no metrics.json files; run the sample stages first")
-    return pd.DataFrame(rows)
-
-
-def _read(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise DiffbenchError(f"{path}: not valid JSON ({error.msg})") from None
-
-
-def load_elbo(results: Path) -> pd.DataFrame:
-    """Every ELBO record (results/<model>/elbo/metrics.json) as one row per model (empty if none)."""
-    rows = []
-    for path in sorted(Path(results).glob(f"*/{ELBO_DIR}/metrics.json")):
-        record = _read(path)
-        try:
-            metrics = record["metrics"]
-            rows.append({
-                "dataset": record["dataset"], "model": record["model"], "schedule": record["schedule"],
-                "bpd": metrics["bpd"], "bpd_lo": metrics["bpd_lo"], "bpd_hi": metrics["bpd_hi"],
-                "n_images": record["n_images"], "timesteps_per_image": record.get("K"),
-                "variance": record.get("variance"), "conditioning": record.get("conditioning"),
-                "device": record.get("device"),
-            })
-        except (KeyError, TypeError) as error:
-            raise DiffbenchError(f"{path}: not a diffbench ELBO record (missing {error})") from None
-    return pd.DataFrame(rows)
 
 
 def _is_missing(value: object) -> bool:
@@ -175,13 +76,14 @@ def tied_with_best(rows: pd.DataFrame, key: str, higher_is_better: bool, candida
 
 
 def interval_cells(rows: pd.DataFrame, key: str, candidates: pd.Series | None = None) -> pd.Series:
-    """"value [lo, hi]" per row, the best row in bold, rows tied with it marked ≈."""
+    """"value [lo, hi]" per row, the best row in bold, rows tied with it marked ≈ (nothing marked when
+    every row ties: no row is then significantly best)."""
     title, higher, digits = INTERVAL_METRICS[key]
     factor = SCALED.get(key, 1.0)
     tied = tied_with_best(rows, key, higher, candidates)
     usable = rows[key].notna() if candidates is None else rows[key].notna() & candidates
     best = None
-    if usable.any():
+    if usable.sum() > 1 and tied.sum() < usable.sum() - 1:
         best = rows.loc[usable, key].idxmax() if higher else rows.loc[usable, key].idxmin()
 
     def cell(index) -> str:
@@ -192,20 +94,24 @@ def interval_cells(rows: pd.DataFrame, key: str, candidates: pd.Series | None = 
         lo, hi = rows.at[index, f"{key}_lo"], rows.at[index, f"{key}_hi"]
         if not (_is_missing(lo) or _is_missing(hi)):
             text += f" [{lo * factor:.{digits}f}, {hi * factor:.{digits}f}]"
-        if index == best and usable.sum() > 1:
+        if best is None:
+            return text
+        if index == best:
             return f"**{text}**"
         return f"{TIE} {text}" if tied[index] else text
 
-    return pd.Series({index: cell(index) for index in rows.index})
+    return pd.Series({index: cell(index) for index in rows.index}, dtype=object)
 
 
 def _provenance_lines(frame: pd.DataFrame, dataset: str) -> list[str]:
     lines = [
-        f"- dataset: **{dataset}**; reference: {', '.join(sorted(frame['reference'].unique()))}",
-        "- samples per row: n as given; seeds 0..n−1 (one seed per image)",
-        f"- metric backend: {', '.join(sorted(frame['backend'].unique()))}, Inception weights sha256 "
-        + ", ".join(f"`{str(w)[:16]}…`" for w in sorted(frame["weights_sha256"].astype(str).unique())),
-        f"- device(s): {', '.join(sorted(frame['device'].astype(str).unique()))}",
+        f"- dataset: **{dataset}**; reference: {', '.join(sorted(frame['reference'].dropna().unique()))}",
+        "- samples per row: n as given; seeds 0..n−1 (one seed per image); NFE: network evaluations per image",
+        f"- metric backend: {', '.join(sorted(frame['backend'].dropna().unique()))}, Inception weights sha256 "
+        + ", ".join(f"`{str(w)[:16]}…`" for w in sorted(frame["weights_sha256"].dropna().astype(str).unique())),
+        f"- device(s): {', '.join(sorted(frame['device'].dropna().astype(str).unique()))}; commit(s): "
+        + (", ".join(f"`{c}`" for c in sorted(frame["commit"].dropna().unique())) or "–")
+        + "; date(s): " + (", ".join(sorted(frame["date"].dropna().unique())) or "–"),
         "- every metric: value [95% interval]; " + ", ".join(sorted(frame["interval_method"].dropna().unique()))
         + "; class accuracy: Wilson interval; CLIP score: t-interval of the mean",
         f"- **bold**: the best row of a column (real data excluded); {TIE}: its interval overlaps the best's "
@@ -261,47 +167,69 @@ def _present(rows: pd.DataFrame, keys: list[str]) -> list[str]:
 STEPS_KEYS = ["fid", "kid_mean", "precision", "recall", "classifier_fid"]
 CFG_KEYS = ["fid", "inception_score_mean", "clip_score", "precision", "recall", "class_accuracy",
             "classifier_fid", "classifier_inception_score_mean"]
+STATUS = {"status": "status"}
 
 
-def steps_table(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(a) DDPM vs DDIM by steps, the real-data floor first: (raw, shown)."""
-    rows = frame[frame["family"].isin(["sweep", "ablation", "floor"])].copy()
-    rows["family"] = pd.Categorical(rows["family"], ["floor", "sweep", "ablation"])
-    rows = rows.sort_values(["family", "schedule", "method", "steps"], na_position="first", kind="stable")
+def in_table(frame: pd.DataFrame, *names: str) -> pd.Series:
+    """Rows that belong to any of the tables ``names`` (a run may serve several)."""
+    return frame["tables"].map(lambda tables: any(name in tables for name in names))
+
+
+def _not_floor(rows: pd.DataFrame) -> pd.Series:
+    return rows["method"] != FLOOR_METHOD
+
+
+def nfe_rows(frame: pd.DataFrame, ablation_models: list[str]) -> pd.DataFrame:
+    """(a)'s rows: every run of the ablation schedule's models (ablation and sweep tables), floor first."""
+    rows = frame[(in_table(frame, "ablation", "sweep") & frame["model"].isin(ablation_models))
+                 | in_table(frame, "floor")].copy()
+    rows["order"] = _not_floor(rows).astype(int)
+    return rows.sort_values(["order", "method", "kind", "nfe", "steps"], na_position="last", kind="stable")
+
+
+def steps_table(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(a) quality vs NFE: DDPM, DDIM variants and every other sampler on one schedule: (raw, shown)."""
     keys = _present(rows, STEPS_KEYS)
-    lead = {"schedule": "schedule", "method": "method", "steps": "steps"}
-    tail = {"seconds_per_image": "s/image", "deterministic": "deterministic?", "n_samples": "n", "device": "device"}
+    lead = {"schedule": "schedule", "method": "sampler", "steps": "steps", "nfe": "NFE"}
+    tail = {"seconds_per_image": "s/image", "deterministic": "deterministic?", "n_samples": "n", "device": "device",
+            "status": "status"}
     raw = _raw_columns(rows, keys, list(lead), list(tail))
-    return raw, _shown(rows, keys, lead, tail, rows["family"] != "floor")
+    return raw, _shown(rows, keys, lead, tail, _not_floor(rows))
+
+
+def _scale_label(row: pd.Series) -> str:
+    if row["method"] == FLOOR_METHOD:
+        return "real data"
+    return "unguided" if pd.isna(row["guidance_scale"]) else f"{row['guidance_scale']:g}"
 
 
 def cfg_table(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(b) guidance scale vs FID, IS, CLIP, precision, recall, class accuracy (the floor row first): (raw, shown)."""
-    rows = frame[frame["family"].isin(["guidance", "floor"])].copy()
-    rows["scale"] = [("real data" if family == "floor" else "unguided" if pd.isna(s) else f"{s:g}")
-                     for family, s in zip(rows["family"], rows["guidance_scale"])]
-    rows["order"] = rows["guidance_scale"].fillna(-1.0).where(rows["family"] != "floor", -2.0)
+    rows = frame[in_table(frame, "guidance", "floor")].copy()
+    rows["scale"] = rows.apply(_scale_label, axis=1)
+    rows["order"] = rows["guidance_scale"].astype(float).fillna(-1.0).where(_not_floor(rows), -2.0)
     rows = rows.sort_values("order", kind="stable")
     keys = _present(rows, CFG_KEYS)
-    lead = {"schedule": "schedule", "method": "method", "steps": "steps", "scale": "scale"}
-    tail = {"n_samples": "n", "device": "device"}
+    lead = {"schedule": "schedule", "method": "sampler", "steps": "steps", "scale": "scale"}
+    tail = {"n_samples": "n", "device": "device", "status": "status"}
     raw = _raw_columns(rows, keys, list(lead), list(tail))
-    return raw, _shown(rows, keys, lead, tail, rows["family"] != "floor")
+    return raw, _shown(rows, keys, lead, tail, _not_floor(rows))
 
 
 def schedules_table(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(c) FID of every schedule × sweep run, with intervals; ≈ marks ties with the best schedule per run."""
-    rows = frame[frame["family"] == "sweep"]
-    raw = rows.pivot_table(index="schedule", columns="run", values="fid", aggfunc="first")
-    order = sorted(raw.columns, key=lambda r: (r.rpartition("-")[0], int(r.rpartition("-")[2])))
-    shown = pd.DataFrame(index=raw.index)
-    for run in order:
-        group = rows[rows["run"] == run].set_index("schedule")
-        shown[run] = interval_cells(group, "fid").reindex(raw.index).fillna("–")
-    n = ", ".join(str(v) for v in sorted(rows["n_samples"].unique()))
-    raw = raw[order].reset_index().assign(n_samples=n)
+    rows = frame[in_table(frame, "sweep")].copy()
+    rows["column"] = [f"{m if isinstance(m, str) else s}-{n}" for m, s, n in zip(rows["method"], rows["setting"], rows["steps"])]
+    order = list(dict.fromkeys(rows.sort_values(["kind", "setting", "steps"])["column"]))
+    raw = rows.pivot_table(index="schedule", columns="column", values="fid", aggfunc="first").reindex(columns=order)
+    shown = pd.DataFrame(index=sorted(rows["schedule"].unique()))
+    for column in order:
+        group = rows[rows["column"] == column].set_index("schedule")
+        shown[column] = interval_cells(group, "fid").reindex(shown.index).fillna("missing")
+    n = ", ".join(str(int(v)) for v in sorted(rows["n_samples"].dropna().unique())) or "–"
+    raw = raw.reset_index().assign(n_samples=n)
     raw.columns.name = None
-    return raw, shown.reset_index().assign(n=n)
+    return raw, shown.rename_axis("schedule").reset_index().assign(n=n)
 
 
 def elbo_table(elbo: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -324,20 +252,21 @@ def _errorbar(ax, rows: pd.DataFrame, key: str, label: str, marker: str = "o") -
     ax.errorbar(rows["x"], values, yerr=[lower.fillna(0), upper.fillna(0)], marker=marker, capsize=3, label=label)
 
 
-def plot_fid_vs_steps(frame: pd.DataFrame, path: Path, dataset: str) -> None:
-    """FID (with 95% intervals) against sampling steps, one line per schedule × method."""
-    rows = frame[frame["family"].isin(["sweep", "ablation"])]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for (schedule, method), group in rows.groupby(["schedule", "method"]):
-        group = group.sort_values("steps").assign(x=lambda g: g["steps"])
-        _errorbar(ax, group, "fid", f"{schedule}, {method}")
-    floor = frame[frame["family"] == "floor"]
+def plot_fid_vs_nfe(rows: pd.DataFrame, path: Path, dataset: str) -> None:
+    """FID (with 95% intervals) against network evaluations per image, one line per sampler."""
+    runs = rows[_not_floor(rows) & rows["fid"].notna()]
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for method, group in runs.groupby("method"):
+        _errorbar(ax, group.sort_values("nfe").assign(x=lambda g: g["nfe"]), "fid", method)
+    floor = rows[~_not_floor(rows)]
     if len(floor):
         ax.axhline(floor["fid"].iloc[0], color="gray", linestyle="--", label="real data floor")
     ax.set_xscale("log")
-    ax.set_xlabel("sampling steps")
+    ax.set_xlabel("network evaluations per image (NFE)")
     ax.set_ylabel("FID (lower is better)")
-    ax.set_title(f"{dataset}: FID vs steps (n={', '.join(map(str, sorted(rows['n_samples'].unique())))})")
+    schedules = ", ".join(sorted(runs["schedule"].dropna().unique()))
+    n = ", ".join(str(int(v)) for v in sorted(runs["n_samples"].dropna().unique()))
+    ax.set_title(f"{dataset} ({schedules} schedule): FID vs NFE (n={n}, 95% intervals)", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -346,10 +275,13 @@ def plot_fid_vs_steps(frame: pd.DataFrame, path: Path, dataset: str) -> None:
 
 def plot_quality_vs_cfg(frame: pd.DataFrame, path: Path, dataset: str) -> None:
     """The curriculum's exercise 5: FID, precision/recall, class accuracy, IS and CLIP score against the
-    guidance scale, with 95% intervals (unguided drawn at −1); a metric without numbers gets no panel."""
-    rows = frame[frame["family"] == "guidance"].copy()
-    rows["x"] = rows["guidance_scale"].fillna(-1.0)
-    rows = rows.sort_values("x")
+    guidance scale s, with 95% intervals; the unguided run is drawn apart (left of s = 0, not joined to the
+    scale axis by a line); a metric without numbers gets no panel."""
+    rows = frame[in_table(frame, "guidance") & frame["fid"].notna()].copy()
+    guided = rows[rows["guidance_scale"].notna()].assign(x=lambda r: r["guidance_scale"].astype(float))
+    guided = guided.sort_values("x")
+    unguided = rows[rows["guidance_scale"].isna()]
+    left = -0.1 * max(float(guided["x"].max()) if len(guided) else 1.0, 1.0)
     panels = [("FID", ["fid", "classifier_fid"]), ("precision / recall", ["precision", "recall"]),
               ("class accuracy", ["class_accuracy"]),
               ("Inception Score", ["inception_score_mean", "classifier_inception_score_mean"]),
@@ -359,11 +291,14 @@ def plot_quality_vs_cfg(frame: pd.DataFrame, path: Path, dataset: str) -> None:
     fig, axes = plt.subplots(1, len(panels), figsize=(3.8 * len(panels), 3.6), squeeze=False)
     for ax, (title, keys) in zip(axes[0], panels):
         for key, marker in zip(keys, "osd^"):
-            _errorbar(ax, rows, key, INTERVAL_METRICS[key][0], marker)
-        ax.set_xlabel("guidance scale s (−1 = unguided)")
+            _errorbar(ax, guided, key, INTERVAL_METRICS[key][0], marker)
+            if len(unguided) and unguided[key].notna().any():
+                _errorbar(ax, unguided.assign(x=left), key, f"{INTERVAL_METRICS[key][0]}, unguided", "x")
+        ax.axvline(left / 2, color="lightgray", linewidth=0.8)
+        ax.set_xlabel("guidance scale s (left of the line: unguided)")
         ax.set_title(title, fontsize=9)
-        ax.legend(fontsize=7)
-    n = ", ".join(map(str, sorted(rows["n_samples"].unique())))
+        ax.legend(fontsize=6)
+    n = ", ".join(str(int(v)) for v in sorted(rows["n_samples"].dropna().unique()))
     fig.suptitle(f"{dataset}: quality vs classifier-free guidance (n={n}, 95% intervals)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -371,35 +306,80 @@ def plot_quality_vs_cfg(frame: pd.DataFrame, path: Path, dataset: str) -> None:
 
 
 def summary(frame: pd.DataFrame, elbo: pd.DataFrame) -> dict:
-    """dataset → model → run → {metric, metric_lo, metric_hi, ..., n_samples, device}."""
+    """dataset → model → run → {metric, metric_lo, metric_hi, ..., and what produced them}; missing runs left out."""
     result: dict = {}
-    for _, row in frame.iterrows():
-        keys = [k + s for k in INTERVAL_METRICS for s in ("", "_lo", "_hi")] + list(SUMMARY_EXTRA)
+    keys = [k + s for k in INTERVAL_METRICS for s in ("", "_lo", "_hi")] + list(SUMMARY_EXTRA)
+    for _, row in frame[frame["status"] != "missing"].iterrows():
         entry = {k: float(row[k]) for k in keys if not _is_missing(row[k])}
-        entry.update(n_samples=int(row["n_samples"]), device=str(row["device"]))
+        for key in SUMMARY_PROVENANCE:
+            value = row.get(key)
+            if not _is_missing(value):
+                entry[key] = int(value) if isinstance(value, (float, np.floating)) and float(value).is_integer() else value
         if not _is_missing(row["deterministic"]):
             entry["deterministic"] = bool(row["deterministic"])
         result.setdefault(row["dataset"], {}).setdefault(row["model"], {})[row["run"]] = entry
     for _, row in elbo.iterrows():
         entry = {k: float(row[k]) for k in ("bpd", "bpd_lo", "bpd_hi")}
         entry.update(n_samples=int(row["n_images"]), device=str(row["device"]))
-        result.setdefault(row["dataset"], {}).setdefault(row["model"], {})[ELBO_DIR] = entry
+        result.setdefault(row["dataset"], {}).setdefault(row["model"], {})["elbo"] = entry
     return result
 
 
-def build_reports(results: Path, out: Path) -> list[Path]:
-    """Write every table, plot, grid, index.md and summary.json; returns the files written."""
-    frame = load_records(results)
-    elbo = load_elbo(results)
+def _copy_grid(source: object, target: Path) -> bool:
+    if isinstance(source, str) and Path(source).is_file():
+        shutil.copyfile(source, target)
+        return True
+    return False
+
+
+def grid_lines(rows: pd.DataFrame, out: Path) -> list[str]:
+    """Each model's lowest-FID sweep grid and every guidance grid, copied to reports/grids with a caption."""
+    lines = []
+    sweep = rows[in_table(rows, "sweep") & rows["fid"].notna()]
+    for model, group in sweep.groupby("model"):
+        best = group.sort_values("fid").iloc[0]
+        if _copy_grid(best.get("grid"), out / "grids" / f"{model}.png"):
+            lines.append(f"- {model}, {best['method']} {int(best['steps'])} steps, its lowest-FID sweep run "
+                         f"(FID {best['fid']:.2f}, n={int(best['n_samples'])}; the grid shows the first images, seeds 0..): "
+                         f"![{model}](grids/{model}.png)")
+    guided = rows[in_table(rows, "guidance") & rows["fid"].notna()]
+    for _, row in guided.sort_values("guidance_scale", na_position="first").iterrows():
+        if _copy_grid(row.get("grid"), out / "grids" / f"{row['model']}-{row['run']}.png"):
+            lines.append(f"- {row['model']}, {row['method']} {int(row['steps'])} steps, guidance {_scale_label(row)} "
+                         f"(classes by seed: seed mod K): ![{row['run']}](grids/{row['model']}-{row['run']}.png)")
+    return lines
+
+
+def _status_lines(rows: pd.DataFrame) -> list[str]:
+    missing = rows[rows["status"] == "missing"]
+    stale = rows[rows["status"].str.startswith("stale")]
+    lines = []
+    if len(missing):
+        lines.append(f"- **missing** ({len(missing)} planned runs without a record): "
+                     + ", ".join(f"{m}/{r}" for m, r in zip(missing["model"], missing["run"])))
+    if len(stale):
+        lines.append(f"- **stale** ({len(stale)} runs whose code or params changed since they ran): "
+                     + ", ".join(f"{m}/{r} ({s[7:-1]})" for m, r, s in zip(stale["model"], stale["run"], stale["status"])))
+    return lines
+
+
+def build_reports(params: Params, out: Path, banner: str | None = None) -> tuple[list[Path], list[str]]:
+    """Write every table, plot, grid, index.md and summary.json; returns the files written and warnings."""
+    frame, warnings = load_frame(params)
+    elbo = load_elbo(params)
+    ablation_models = [m.name for m in params.plan.models if m.schedule == params.section("ablation")["schedule"]]
     for sub in ("tables", "plots", "grids"):
         shutil.rmtree(out / sub, ignore_errors=True)
         (out / sub).mkdir(parents=True, exist_ok=True)
-    index = ["# diffbench reports", "", "Generated by `stages/report.py` from results/**/metrics.json; do not edit.", ""]
+    index = ["# diffbench reports", "", "Generated by `stages/report.py` from the runs params.yaml plans; do not edit.", ""]
+    if banner:
+        index += [f"> **{banner.strip()}**", ""]
     for dataset, rows in frame.groupby("dataset", sort=True):
-        notes = _provenance_lines(rows, dataset)
-        index += [f"## {dataset}", "", *notes, ""]
+        notes = _provenance_lines(rows, dataset) + ([f"- {banner.strip()}"] if banner else [])
+        index += [f"## {dataset}", "", *notes, *_status_lines(rows), ""]
+        nfe = nfe_rows(rows, ablation_models)
         tables = {
-            "ddpm_vs_ddim": (steps_table(rows), "DDPM vs DDIM: quality by sampling steps"),
+            "ddpm_vs_ddim": (steps_table(nfe), "DDPM vs DDIM and other samplers: quality vs network evaluations"),
             "cfg": (cfg_table(rows), "Classifier-free guidance scale vs quality"),
             "schedules": (schedules_table(rows), "Noise schedules compared: FID by run"),
         }
@@ -407,31 +387,18 @@ def build_reports(results: Path, out: Path) -> list[Path]:
             tables["likelihood"] = (elbo_table(elbo[elbo["dataset"] == dataset]),
                                     "Likelihood: variational bound on the test split")
         for name, ((raw, shown), title) in tables.items():
-            if name in ("ddpm_vs_ddim", "cfg") and not (raw["method"] != "real data (train vs test)").any():
+            if "sampler" in shown and not (shown["sampler"] != FLOOR_METHOD).any():
                 continue  # the real-data row alone is no comparison
             if len(raw):
                 write_table(raw, shown, out / "tables" / f"{name}_{dataset}", f"{dataset}: {title}", notes)
                 index.append(f"- [{title}](tables/{name}_{dataset}.md)")
-        if rows["family"].isin(["sweep", "ablation"]).any():
-            plot_fid_vs_steps(rows, out / "plots" / f"fid_vs_steps_{dataset}.png", dataset)
-            index.append(f"- ![FID vs steps](plots/fid_vs_steps_{dataset}.png)")
-        if (rows["family"] == "guidance").any():
+        if nfe["fid"].notna().any():
+            plot_fid_vs_nfe(nfe, out / "plots" / f"fid_vs_nfe_{dataset}.png", dataset)
+            index.append(f"- ![FID vs NFE](plots/fid_vs_nfe_{dataset}.png)")
+        if (in_table(rows, "guidance") & rows["fid"].notna()).any():
             plot_quality_vs_cfg(rows, out / "plots" / f"quality_vs_cfg_{dataset}.png", dataset)
             index.append(f"- ![quality vs CFG](plots/quality_vs_cfg_{dataset}.png)")
-        sweep = rows[rows["family"] == "sweep"].dropna(subset=["fid"])
-        for model, group in sweep.groupby("model"):
-            best = group.sort_values("fid").iloc[0]
-            target = out / "grids" / f"{model}.png"
-            if Path(best["grid"]).is_file():
-                shutil.copyfile(best["grid"], target)
-                index.append(f"- grid {model} ({best['run']}, its lowest-FID run, FID {best['fid']:.2f}): "
-                             f"![{model}](grids/{model}.png)")
-        for row in rows[rows["family"] == "guidance"].sort_values("guidance_scale", na_position="first").itertuples():
-            if Path(row.grid).is_file():
-                shutil.copyfile(row.grid, out / "grids" / f"{row.model}-{row.run}.png")
-                index.append(f"- grid {row.model} {row.run} (guidance): ![{row.run}](grids/{row.model}-{row.run}.png)")
-        index.append("")
+        index += grid_lines(rows, out) + [""]
     (out / "index.md").write_text("\n".join(index))
-    summary_path = out / "summary.json"
-    summary_path.write_text(json.dumps(summary(frame, elbo), indent=2, sort_keys=True) + "\n")
-    return sorted(p for p in out.rglob("*") if p.is_file())
+    (out / "summary.json").write_text(json.dumps(summary(frame, elbo), indent=2, sort_keys=True) + "\n")
+    return sorted(p for p in out.rglob("*") if p.is_file()), warnings

@@ -1,31 +1,45 @@
-"""Training loop of the reference DDPMs: AdamW, warm-up, gradient clipping, EMA, label dropout,
-bf16 autocast on CUDA, optional torch.compile, checkpoints with exact resume, DDP under torchrun.
+"""Training loop of the reference DDPMs: AdamW, linear lr warm-up, gradient clipping, EMA with
+warm-up, label dropout, bf16 autocast on CUDA, optional torch.compile, checkpoints with exact
+resume, a NaN/inf guard, DDP under torchrun.
 
 The whole training split lives on the device as uint8; every random draw of a step (indices,
 flips, label dropout, t, ε) comes from one generator whose state is checkpointed, so stopping and
-resuming gives the same weights as an uninterrupted run (bitwise on the CPU).
+resuming gives the same weights, EMA and loss curve as an uninterrupted run (bitwise on the CPU;
+on a GPU only as far as its kernels are deterministic). A step never waits for the device: loss
+and gradient norm stay there until the next log or checkpoint step (``loss_window``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from diffbench import distributed
 from diffbench.checkpoint import MODEL_FORMAT, load_file, save_atomic
 from diffbench.diffusion import NoiseSchedule, simple_loss
-from diffbench.ema import EMA
+from diffbench.ema import EMA, WARMUP_RULE
+from diffbench.errors import DiffbenchError
+from diffbench.flops import forward_flops
+from diffbench.loss_window import LossRow, LossWindow
+from diffbench.run_clock import Segment, SegmentClock
 from diffbench.unet import UNet, UNetConfig
 
-RESUME_FORMAT = "diffbench-train-state-1"
+if TYPE_CHECKING:
+    from diffbench.config import Params
+
+RESUME_FORMAT = "diffbench-train-state-2"
+
+
+class TrainingDiverged(DiffbenchError):
+    """A non-finite loss or gradient norm: training stops before saving it."""
 
 
 @dataclass(frozen=True)
@@ -85,35 +99,35 @@ def run_signature(unet: UNetConfig, schedule: NoiseSchedule, config: TrainConfig
     """Hash of everything a checkpoint must agree on before training resumes from it."""
     payload = {
         "unet": asdict(unet), "schedule": schedule.name, "timesteps": schedule.timesteps,
-        "train": config.signature(), "seed": seed, "data": data_sha256,
+        "train": config.signature(), "seed": seed, "data": data_sha256, "ema": WARMUP_RULE,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-@dataclass
-class TrainResult:
-    """What a finished (or resumed-and-finished) training run reports."""
+def configure_backends(device: torch.device) -> None:
+    """Backend settings of every training run (the benchmark inherits them through ``Trainer``).
 
-    steps: int
-    resumed_from: int
-    seconds: float
-    images_per_second: float
-    final_loss: float
-    world_size: int
-    device: str
+    cudnn.benchmark picks the fastest convolution algorithms for the run's fixed shapes; results
+    differ from the default algorithms only in rounding. TF32 stays off: it would change fp32 runs.
+    """
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
 
 
 class Trainer:
-    """Owns the model, EMA, optimiser and RNG of one training run."""
+    """Owns the model, EMA, optimiser, RNG, loss history and timings of one training run."""
 
     def __init__(
         self, unet: UNetConfig, schedule: NoiseSchedule, config: TrainConfig, seed: int,
-        ctx: distributed.Context, signature: str,
+        ctx: distributed.Context, signature: str, model: nn.Module | None = None,
     ):
+        """``model`` replaces the U-Net of ``unet`` (the benchmark times diffusers' network this way);
+        it takes (x, t, y) and has a ``null_label``."""
         self.unet_config, self.schedule, self.config, self.ctx = unet, schedule, config, ctx
         self.signature = signature
+        configure_backends(ctx.device)
         torch.manual_seed(seed)
-        self.model = UNet(unet).to(ctx.device)
+        self.model = (model if model is not None else UNet(unet)).to(ctx.device)
         self.use_bf16 = config.bf16 and ctx.device.type == "cuda"
         if config.channels_last and ctx.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -125,6 +139,10 @@ class Trainer:
         self.generator = torch.Generator(device=ctx.device)
         self.generator.manual_seed(seed * 1_000_003 + ctx.rank)
         self.step = 0
+        self.history: list[LossRow] = []
+        self.window = LossWindow(config.log_every, ctx.device)
+        self.segments: list[Segment] = []
+        self.saved_step: int | None = None  # step of the last checkpoint written or loaded
         forward = self.model
         if ctx.world_size > 1:
             forward = DistributedDataParallel(self.model, device_ids=[ctx.device] if ctx.device.type == "cuda" else None)
@@ -132,12 +150,13 @@ class Trainer:
 
     # ---- state -------------------------------------------------------------------------
     def state(self) -> dict:
-        """Everything needed to continue bit-for-bit."""
+        """Everything needed to continue bit for bit, loss curve and timings included."""
         state = {
             "format": RESUME_FORMAT, "signature": self.signature, "step": self.step,
             "model": self.model.state_dict(), "ema": self.ema.state_dict(),
             "optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state(),
-            "cpu_rng": torch.get_rng_state(),
+            "cpu_rng": torch.get_rng_state(), "history": [asdict(row) for row in self.history],
+            "window": self.window.state(), "segments": [asdict(s) for s in self.segments],
         }
         if self.ctx.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.ctx.device)
@@ -147,9 +166,15 @@ class Trainer:
         """Resume from ``path`` if it exists and matches this run; returns whether it resumed."""
         if not path.exists():
             return False
-        state = load_file(path, ("format", "signature", "step", "model", "ema", "optimizer", "generator"))
+        state = load_file(path, ("format", "signature", "step"))
+        if state["format"] != RESUME_FORMAT:
+            print(f"{path}: checkpoint format {state['format']!r}, expected {RESUME_FORMAT!r}; starting over")
+            return False
         if state["signature"] != self.signature:
             print(f"{path}: made with other settings (signature {state['signature']} != {self.signature}); starting over")
+            return False
+        if state["step"] > self.config.steps:
+            print(f"{path}: at step {state['step']}, past training.steps {self.config.steps}; starting over")
             return False
         self.model.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"])
@@ -158,20 +183,24 @@ class Trainer:
         torch.set_rng_state(state["cpu_rng"])
         if "cuda_rng" in state and self.ctx.device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng"], self.ctx.device)
-        self.step = state["step"]
+        self.history = [LossRow(**row) for row in state["history"]]
+        self.window = LossWindow(max(self.config.log_every, len(state["window"]["rows"]) + 1), self.ctx.device)
+        self.window.load(state["window"])
+        self.segments = [Segment(**segment) for segment in state["segments"]]
+        self.step = self.saved_step = state["step"]
         return True
 
     def model_file(self, provenance: dict) -> dict:
-        """The artefact sampling uses: EMA weights, architecture, schedule, provenance."""
+        """The artefact sampling uses: EMA weights, architecture, schedule, provenance (no timings)."""
         return {
             "format": MODEL_FORMAT, "unet": asdict(self.unet_config), "schedule": self.schedule.name,
-            "timesteps": self.schedule.timesteps, "ema": self.ema.state_dict(), "step": self.step,
+            "timesteps": self.schedule.timesteps, "ema": self.ema.weights(), "step": self.step,
             "provenance": provenance,
         }
 
     # ---- the loop ----------------------------------------------------------------------
     def train_step(self, images: torch.Tensor, labels: torch.Tensor, local_batch: int) -> torch.Tensor:
-        """One optimiser step; returns the (device) loss without synchronising."""
+        """One optimiser step and EMA update; loss and gradient norm stay on the device (no sync)."""
         x0, y = draw_batch(images, labels, local_batch, self.config, self.model.null_label, self.generator)
         if self.config.channels_last and x0.is_cuda:
             x0 = x0.contiguous(memory_format=torch.channels_last)
@@ -182,48 +211,102 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        else:
+            grad_norm = torch.nn.utils.get_total_norm([p.grad for p in self.model.parameters() if p.grad is not None])
         self.optimizer.step()
         self.ema.update(self.model)
+        self.window.record(loss, grad_norm)
         self.step += 1
         return loss.detach()
 
     def fit(
-        self, images: torch.Tensor, labels: torch.Tensor, checkpoint: Path,
-        log: Callable[[int, float, float, float], None], stop_at: int | None = None,
-    ) -> TrainResult:
-        """Train until ``config.steps`` (or ``stop_at``), checkpointing and logging on the way."""
+        self, images: torch.Tensor, labels: torch.Tensor, checkpoint: Path | None,
+        log: Callable[[LossRow, float], None], stop_at: int | None = None,
+    ) -> Segment:
+        """Train until ``config.steps`` (or ``stop_at``); returns this call's segment of steps and time.
+
+        At every log and checkpoint step (and the last) the pending losses and gradient norms are
+        checked: a non-finite one raises ``TrainingDiverged`` naming its step, before anything is
+        saved, so the checkpoint on disk stays the last good one. ``log(row, images_per_second)`` is
+        called on the main process for each loss.tsv row; ``checkpoint=None`` saves nothing.
+        """
         config, ctx = self.config, self.ctx
         if config.batch_size % ctx.world_size:
             raise ValueError(f"training.batch_size {config.batch_size} must divide over {ctx.world_size} processes")
         local_batch = config.batch_size // ctx.world_size
         target = min(config.steps, stop_at or config.steps)
-        resumed_from = self.step
         self.model.train()
-        start = time.perf_counter()
-        window_start, window_loss, window_steps, loss = start, torch.zeros((), device=ctx.device), 0, torch.zeros(())
+        clock = SegmentClock(self.step, distributed.device_name(ctx.device), ctx.world_size)
+        self.segments.append(clock.segment)
         while self.step < target:
-            loss = self.train_step(images, labels, local_batch)
-            window_loss += loss
-            window_steps += 1
-            if self.step % config.log_every == 0 or self.step == target:
-                mean_loss = float(distributed.all_reduce_mean(window_loss / window_steps))
-                now = time.perf_counter()
-                rate = window_steps * config.batch_size / (now - window_start)
+            self.train_step(images, labels, local_batch)
+            step = self.step
+            log_now = step % config.log_every == 0 or step == config.steps or self.window.full
+            save_now = checkpoint is not None and (step % config.checkpoint_every == 0 or step == target)
+            if not (log_now or save_now or step == target):
+                continue
+            self._guard(checkpoint)
+            steps_per_second = clock.mark(step)
+            if log_now:
+                row = self.window.close(learning_rate(step - 1, config))
+                self.history.append(row)
                 if ctx.is_main:
-                    log(self.step, mean_loss, learning_rate(self.step - 1, config), rate)
-                window_start, window_loss, window_steps = now, torch.zeros((), device=ctx.device), 0
-            if self.step % config.checkpoint_every == 0 or self.step == target:
+                    log(row, steps_per_second * config.batch_size)
+            if save_now:
                 if ctx.is_main:
                     save_atomic(self.state(), checkpoint)
+                self.saved_step = step
                 distributed.barrier()
-        seconds = time.perf_counter() - start
-        done = self.step - resumed_from
-        return TrainResult(
-            steps=self.step, resumed_from=resumed_from, seconds=seconds,
-            images_per_second=done * config.batch_size / seconds if seconds > 0 and done else 0.0,
-            final_loss=float(loss), world_size=ctx.world_size, device=distributed.device_name(ctx.device),
+        if clock.segment.end_step == clock.segment.start_step:
+            self.segments.remove(clock.segment)
+        return clock.segment
+
+    def _guard(self, checkpoint: Path | None) -> None:
+        """Stop on the first non-finite loss or gradient norm of the steps since the last check."""
+        bad = self.window.check()
+        if bad is None:
+            return
+        kept = "no checkpoint yet" if self.saved_step is None else f"the last good checkpoint is step {self.saved_step}"
+        where = f" ({checkpoint})" if checkpoint is not None and self.saved_step is not None else ""
+        raise TrainingDiverged(
+            f"training diverged: non-finite {bad.what} at step {bad.step}; stopped at step {self.step} "
+            f"without saving, {kept}{where}; lower training.lr or raise training.warmup_steps"
         )
+
+    def recipe(self) -> dict:
+        """What was learned how, without timings (model card, model.pt provenance)."""
+        config = self.config
+        return {
+            "steps": self.step, "batch_size": config.batch_size, "images_seen": self.step * config.batch_size,
+            "lr": config.lr, "warmup_steps": config.warmup_steps,
+            "warmup_fraction": min(1.0, config.warmup_steps / config.steps),
+            "ema_decay": config.ema_decay, "ema_warmup": WARMUP_RULE, "ema_length_steps": 1 / (1 - config.ema_decay),
+            "precision": "bf16 autocast" if self.use_bf16 else "fp32", "processes": self.ctx.world_size,
+            "forward_gflops_per_image": forward_flops(self.unet_config) / 1e9,
+        }
+
+    @property
+    def final_loss(self) -> float | None:
+        """Mean loss of the last logged interval."""
+        return self.history[-1].loss if self.history else None
+
+
+def make_trainer(
+    params: "Params", dataset: str, schedule: str, image_shape: tuple[int, int, int], num_classes: int,
+    ctx: distributed.Context, data_sha256: str, model: nn.Module | None = None, overrides: dict | None = None,
+) -> Trainer:
+    """The pipeline's trainer for ``dataset`` (H×W×C images) under ``schedule``, from params.yaml.
+
+    The train stage and ``benchmarks/throughput.py`` both build their trainer here; ``overrides``
+    (training keys, e.g. compile) are for the benchmark's eager/compiled rows only.
+    """
+    height, _, channels = image_shape
+    unet = UNetConfig.from_params(params.section("architectures")[dataset], height, channels, num_classes)
+    config = TrainConfig(**(params.section("training")[dataset] | (overrides or {})))
+    noise = NoiseSchedule.named(schedule, params.timesteps)
+    signature = run_signature(unet, noise, config, params.seed, data_sha256)
+    return Trainer(unet, noise, config, params.seed, ctx, signature, model=model)
 
 
 def load_training_data(images: np.ndarray, labels: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -12,12 +12,12 @@ from dataclasses import asdict
 
 from diffbench import layout
 from diffbench.classifier import (
-    config_for,
     load_classifier,
     save_classifier,
     train_classifier,
 )
 from diffbench.classifier_card import render_card
+from diffbench.classifier_config import config_for
 from diffbench.cli import (
     default_device,
     environment,

@@ -17,12 +17,11 @@ from diffbench import distributed, layout
 from diffbench.cli import environment, stage_main, stage_parser, write_json
 from diffbench.config import load_params
 from diffbench.data import load_split
+from diffbench.elbo_settings import ElboSettings, resolve_k
 from diffbench.elbo import (
-    ElboSettings,
     ElboTerms,
     check_inputs,
     evaluate,
-    resolve_k,
     summarize,
 )
 from diffbench.generation import load_model

@@ -1,7 +1,10 @@
 """DVC stage: train the reference DDPM <dataset>-<schedule> on every visible GPU (torchrun) or the CPU.
 
-Writes reference_models/<model>/{model.pt, loss.tsv, train.json, model_card.md}; keeps
-checkpoint.pt (not a DVC output) so an interrupted `dvc repro` resumes where it stopped.
+Writes reference_models/<model>/{model.pt, loss.tsv, model_card.md} (DVC outputs: deterministic,
+no timings) and train.json (the run record: the same facts plus images/s, TFLOP/s, MFU, wall
+time, device). Keeps checkpoint.pt (not a DVC output) with weights, EMA, RNG, loss history and
+timings, so an interrupted `dvc repro` resumes where it stopped and writes loss.tsv and train.json
+whole, as an uninterrupted run would have.
 """
 
 from __future__ import annotations
@@ -9,27 +12,41 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import asdict
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from diffbench import distributed, layout, model_card
-from diffbench.checkpoint import save_atomic
-from diffbench.cli import stage_parser, environment, stage_main, write_json
+import torch
+
+from diffbench import __version__, distributed, layout, model_card
+from diffbench.checkpoint import save_atomic, write_text_atomic
+from diffbench.cli import environment, stage_main, stage_parser, write_json
 from diffbench.config import load_params
 from diffbench.data import load_split
-from diffbench.diffusion import NoiseSchedule
+from diffbench.flops import utilisation
 from diffbench.hashing import sha256_file
-from diffbench.training import TrainConfig, Trainer, load_training_data, run_signature
-from diffbench.unet import UNetConfig, count_parameters
+from diffbench.loss_window import LossRow, loss_tsv
+from diffbench.run_clock import summary
+from diffbench.training import Trainer, load_training_data, make_trainer
+from diffbench.unet import count_parameters
 
-LOSS_HEADER = "step\tloss\tlr\timages_per_second\n"
+if TYPE_CHECKING:
+    from diffbench.config import ModelSpec
 
 
-def open_loss_log(path: Path, resumed_step: int):
-    """The loss TSV, keeping rows up to ``resumed_step`` (a fresh file when starting over)."""
-    rows = path.read_text().splitlines(keepends=True)[1:] if path.exists() and resumed_step else []
-    kept = [row for row in rows if int(row.split("\t", 1)[0]) <= resumed_step]
-    path.write_text(LOSS_HEADER + "".join(kept))
-    return open(path, "a", buffering=1)
+def model_record(trainer: Trainer, spec: "ModelSpec", seed: int, data: dict) -> dict:
+    """The deterministic facts of a trained model: model card, model.pt provenance, train.json."""
+    return {
+        "model": spec.name, "dataset": spec.dataset, "schedule": spec.schedule,
+        "timesteps": trainer.schedule.timesteps, "seed": seed, "unet": asdict(trainer.unet_config),
+        "parameters": count_parameters(trainer.model), "training": asdict(trainer.config), "data": data,
+        "recipe": trainer.recipe(), "result": {"steps": trainer.step, "final_loss": trainer.final_loss},
+        "software": {"torch": torch.__version__, "diffbench": __version__},
+    }
+
+
+def run_record(trainer: Trainer, forward_flops_per_image: float) -> dict:
+    """Speed and wall time over every segment of the run (train.json only)."""
+    timing = summary(trainer.segments, trainer.config.batch_size)
+    return timing | utilisation(timing["images_per_second"], forward_flops_per_image, timing["device"] or "")
 
 
 @stage_main
@@ -44,40 +61,35 @@ def main(argv: list[str] | None = None) -> None:
     distributed.relaunch_with_torchrun("stages.train", sys.argv[1:] if argv is None else argv)
 
     ctx = distributed.setup(os.environ.get("DIFFBENCH_DEVICE"))
-    _, height, width, channels = images.shape
-    unet = UNetConfig.from_params(params.section("architectures")[spec.dataset], height, channels, len(class_names))
-    config = TrainConfig(**params.section("training")[spec.dataset])
-    schedule = NoiseSchedule.named(spec.schedule, params.timesteps)
     data_sha = sha256_file(data_path)
-    trainer = Trainer(unet, schedule, config, params.seed, ctx, run_signature(unet, schedule, config, params.seed, data_sha))
+    trainer = make_trainer(params, spec.dataset, spec.schedule, images.shape[1:], len(class_names), ctx, data_sha)
     out = layout.model_dir(spec.name)
     out.mkdir(parents=True, exist_ok=True)
-    checkpoint = out / "checkpoint.pt"
+    checkpoint, loss_file = out / "checkpoint.pt", out / "loss.tsv"
     if trainer.load_state(checkpoint) and ctx.is_main:
         print(f"{spec.name}: resuming from step {trainer.step} ({checkpoint})")
-    log_file = open_loss_log(out / "loss.tsv", trainer.step) if ctx.is_main else None
+    steps = trainer.config.steps
 
-    def log(step: int, loss: float, lr: float, rate: float) -> None:
-        log_file.write(f"{step}\t{loss:.6f}\t{lr:.3e}\t{rate:.1f}\n")
-        print(f"{spec.name} step {step}/{config.steps} loss {loss:.4f} lr {lr:.2e} {rate:.0f} img/s", flush=True)
+    def log(row: LossRow, images_per_second: float) -> None:
+        write_text_atomic(loss_tsv(trainer.history), loss_file)
+        print(f"{spec.name} step {row.step}/{steps} loss {row.loss:.4f} lr {row.lr:.2e} "
+              f"{images_per_second:.0f} img/s", flush=True)
 
+    if ctx.is_main:  # the history so far (DVC deleted loss.tsv before the stage started)
+        write_text_atomic(loss_tsv(trainer.history), loss_file)
     x, y = load_training_data(images, labels, ctx.device)
-    result = trainer.fit(x, y, checkpoint, log, stop_at=args.stop_at)
-    if ctx.is_main:
-        log_file.close()
-        record = {
-            "model": spec.name, "dataset": spec.dataset, "schedule": spec.schedule,
-            "timesteps": params.timesteps, "seed": params.seed, "unet": asdict(unet),
-            "parameters": count_parameters(trainer.model), "training": asdict(config),
-            "data": {"path": str(data_path), "sha256": data_sha, "n": len(images), "class_names": class_names},
-            "result": asdict(result), "environment": environment(),
-        }
-        if trainer.step >= config.steps:
-            save_atomic(trainer.model_file(record), out / "model.pt")
-            write_json(out / "train.json", record)
-            (out / "model_card.md").write_text(model_card.render(record))
-            print(f"{spec.name}: {result.steps} steps, {result.images_per_second:.0f} img/s on "
-                  f"{result.world_size} x {result.device} -> {out / 'model.pt'}")
+    trainer.fit(x, y, checkpoint, log, stop_at=args.stop_at)
+    if ctx.is_main and trainer.step >= steps:
+        data = {"path": data_path.as_posix(), "sha256": data_sha, "n": len(images), "class_names": class_names}
+        record = model_record(trainer, spec, params.seed, data)
+        run = run_record(trainer, record["recipe"]["forward_gflops_per_image"] * 1e9)
+        write_text_atomic(loss_tsv(trainer.history), loss_file)
+        save_atomic(trainer.model_file(record), out / "model.pt")
+        write_text_atomic(model_card.render(record), out / "model_card.md")
+        write_json(out / "train.json", record | {"run": run, "environment": environment()})
+        mfu = "" if run["mfu"] is None else f", MFU {run['mfu']:.1%}"
+        print(f"{spec.name}: {trainer.step} steps, {run['images_per_second'] or 0:.0f} img/s{mfu}, "
+              f"{run['wall_minutes']:.1f} min on {run['world_size']} x {run['device']} -> {out / 'model.pt'}")
     distributed.cleanup()
 
 

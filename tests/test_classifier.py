@@ -14,14 +14,13 @@ import torch.nn.functional as F
 import yaml
 
 from diffbench import layout
+from diffbench.classifier_config import ClassifierConfig, config_for
 from diffbench.classifier import (
-    ClassifierConfig,
     ClassifierFeatures,
     NetConfig,
     ResNet9,
     augment,
     class_accuracy,
-    config_for,
     load_classifier,
     one_cycle_lr,
     save_classifier,

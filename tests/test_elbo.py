@@ -14,8 +14,8 @@ import yaml
 
 from diffbench.checkpoint import MODEL_FORMAT, save_atomic
 from diffbench.diffusion import NoiseSchedule, q_sample
+from diffbench.elbo_settings import ElboSettings
 from diffbench.elbo import (
-    ElboSettings,
     ElboTerms,
     ReverseProcess,
     bound,

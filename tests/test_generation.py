@@ -5,7 +5,7 @@ import torch
 from diffbench.checkpoint import MODEL_FORMAT, save_atomic
 from diffbench.errors import DiffbenchError
 from diffbench.generation import generate, is_deterministic, load_model, to_uint8
-from diffbench.samplers import make_settings
+from diffbench.samplers import REGISTRY, expected_nfe, make_settings
 
 
 @pytest.fixture
@@ -56,3 +56,14 @@ def test_model_file_errors_name_the_file(tmp_path):
     save_atomic({"format": MODEL_FORMAT}, bad)
     with pytest.raises(DiffbenchError, match="bad.pt: not a diffbench checkpoint"):
         load_model(str(bad), torch.device("cpu"))
+
+
+@pytest.mark.parametrize("kind", sorted(REGISTRY))
+def test_every_sampler_keeps_images_independent_of_batch_size_and_counts_its_evaluations(model_file, kind):
+    model = load_model(str(model_file), torch.device("cpu"))
+    settings = make_settings(kind, {})
+    steps = model.schedule.timesteps if kind == "ddpm" else 6
+    whole = generate(model, kind, settings, steps, list(range(5)), 3.0, batch_size=5)
+    split = generate(model, kind, settings, steps, list(range(5)), 3.0, batch_size=2)
+    assert np.array_equal(whole.images, split.images)
+    assert whole.nfe == split.nfe == expected_nfe(kind, settings, model.schedule, steps)

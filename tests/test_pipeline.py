@@ -1,5 +1,6 @@
-"""`dvc repro` end to end in a temporary copy of the repository, on a toy image-folder dataset,
-then one params change and a readable `dvc metrics diff` / `dvc params diff`."""
+"""`dvc repro` end to end in a temporary copy of the repository, on a toy image-folder dataset; then a new
+sampler plugin (one file, one params line) and a guidance scale, which run only their own stages; a readable
+`dvc metrics diff` / `dvc params diff`; a metrics change that rescoring covers without resampling."""
 
 from __future__ import annotations
 
@@ -53,9 +54,11 @@ def toy_params() -> dict:
     params["architectures"] = {"toy": params["architectures"]["cifar10-jpeg"] | {"attn_resolutions": [8]}}
     params["training"] = {"toy": params["training"]["cifar10-jpeg"] | {"steps": 6, "checkpoint_every": 3, "log_every": 3}}
     params["models"] = {"datasets": ["toy"], "schedules": ["linear", "cosine"]}
-    params["sampling"] |= {"n_samples": 8, "batch_size": 8, "determinism_images": 2}
-    params["sweep"]["runs"] = ["ddpm-20", "ddim-5"]
-    params["ablation"] |= {"runs": ["ddim_eta1-5"]}
+    params["shards"] = {"toy": ["toy-linear", "toy-cosine"]}
+    params["sampling"] |= {"n_samples": 10, "batch_size": 10, "determinism_images": 2,
+                           "n_samples_per_setting": {"ddpm": 8}}
+    params["sweep"]["runs"] = ["ddim-5"]
+    params["ablation"] |= {"schedule": "linear", "runs": ["ddpm-20", "ddim_eta1-5"]}
     params["guidance"] |= {"run": "ddim-5", "scales": ["none", 2]}
     params["metrics"] |= {"reference_n": 20, "floor_n": 10, "batch_size": 16, "kid_subset_size": 8,
                           "kid_subsets": 5, "grid_images": 8, "interval_resamples": 5}
@@ -64,6 +67,24 @@ def toy_params() -> dict:
         "epochs": 3, "batch_size": 8, "train_n": 0, "crop_padding": 2, "min_accuracy": 0.5}}
     params["elbo"] |= {"n_images": 20, "timesteps_per_image": 5, "batch_size": 20}
     return params
+
+
+PLUGIN = '''"""A sampler plugin written by a user: deterministic DDIM under its own name (test input)."""
+
+from diffbench.samplers.ddim import Settings, sample, timesteps  # noqa: F401
+
+NAME = "mysampler"
+'''
+
+
+def ran(output: str) -> set[str]:
+    """Stages `dvc repro` ran (not the ones it skipped)."""
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
+
+
+def write_params(repo: Path, params: dict, env: dict) -> None:
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run([sys.executable, "-m", "diffbench", "plan"], repo, env)
 
 
 def run(args: list[str], cwd: Path, env: dict) -> str:
@@ -78,12 +99,12 @@ def test_dvc_repro_end_to_end_then_one_param_change(tmp_path):
     for name in ("diffbench", "stages"):
         shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "dvc.yaml", repo / "dvc.yaml")
-    (repo / "params.yaml").write_text(yaml.safe_dump(toy_params(), sort_keys=False))
     data = tmp_path / "data" / "toy"
     data.mkdir(parents=True)
     toy_archive(data / "toy.tar.gz")
     env = os.environ | {"DIFFBENCH_DATA_DIR": str(tmp_path / "data"), "DIFFBENCH_DEVICE": "cpu",
                         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    write_params(repo, toy_params(), env)
     run(["git", "init", "-q"], repo, env)
     run([DVC, "init", "-q"], repo, env)
     run([DVC, "config", "core.analytics", "false"], repo, env)
@@ -91,12 +112,12 @@ def test_dvc_repro_end_to_end_then_one_param_change(tmp_path):
 
     reports = repo / "reports"
     for name in ("tables/ddpm_vs_ddim_toy.md", "tables/cfg_toy.csv", "tables/schedules_toy.md",
-                 "tables/likelihood_toy.md", "plots/fid_vs_steps_toy.png", "plots/quality_vs_cfg_toy.png",
+                 "tables/likelihood_toy.md", "plots/fid_vs_nfe_toy.png", "plots/quality_vs_cfg_toy.png",
                  "grids/toy-linear.png", "index.md"):
         assert (reports / name).is_file(), name
     summary = json.loads((reports / "summary.json").read_text())
     cfg2 = summary["toy"]["toy-cosine"]["ddim-5-cfg2"]
-    assert cfg2["n_samples"] == 8 and cfg2["device"].startswith("cpu") and cfg2["fid"] > 0
+    assert cfg2["n_samples"] == 10 and cfg2["device"].startswith("cpu") and cfg2["fid"] > 0
     for metric in ("fid", "precision", "class_accuracy", "classifier_fid"):  # every metric with its interval
         assert cfg2[f"{metric}_lo"] <= cfg2[metric] <= cfg2[f"{metric}_hi"], metric
     assert "class_accuracy" not in summary["toy"]["toy-cosine"]["ddim-5-cfgnone"]  # unguided: no class asked
@@ -106,19 +127,34 @@ def test_dvc_repro_end_to_end_then_one_param_change(tmp_path):
     assert bound["bpd_lo"] < bound["bpd"] < bound["bpd_hi"] and bound["n_samples"] == 20
     classifier = json.loads((repo / "reference_models" / "toy-classifier" / "classifier.json").read_text())
     assert classifier["meets_min_accuracy"] is True  # dark squares vs bright stripes
-    assert summary["toy"]["toy-linear"]["ddim-5"]["deterministic"] is True
-    assert summary["toy"]["toy-linear"]["ddpm-20"]["deterministic"] is False
+    assert summary["toy"]["toy-linear"]["ddim-5-cfg1"]["deterministic"] is True
+    ddpm = summary["toy"]["toy-linear"]["ddpm-20-cfg1"]
+    assert ddpm["deterministic"] is False and ddpm["n_samples"] == 8 and ddpm["nfe"] == 20
     card = (repo / "reference_models" / "toy-linear" / "model_card.md").read_text()
-    assert "steps | 6" in card and "toy" in card
+    assert "| length | 6 steps" in card and "toy" in card
 
     run(["git", "add", "-A"], repo, env)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first"], repo, env)
+    # A new sampler: one file plus one params line (and a new guidance scale) run only their own stages.
+    (repo / "diffbench" / "samplers" / "mysampler.py").write_text(PLUGIN)
     params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["samplers"]["mine"] = {"kind": "mysampler"}
+    params["sweep"]["runs"].append("mine-5")
     params["guidance"]["scales"] = ["none", 3]
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    status = run([DVC, "status"], repo, env)
-    assert "train@" not in status  # a guidance change retrains nothing
-    run([DVC, "repro"], repo, env)
+    write_params(repo, params, env)
+    stages = ran(run([DVC, "repro"], repo, env))
+    new_runs = {"toy-linear.mine-5-cfg1", "toy-cosine.mine-5-cfg1", "toy-cosine.ddim-5-cfg3"}
+    assert stages == {"preflight", "report"} | {f"{s}@{r}" for s in ("generate", "score") for r in new_runs}
     diff = run([DVC, "metrics", "diff", "--md"], repo, env)
-    assert "reports/summary.json" in diff and "ddim-5-cfg3" in diff
-    assert "guidance.scales" in run([DVC, "params", "diff"], repo, env)
+    assert "reports/summary.json" in diff and "ddim-5-cfg3" in diff and "mine-5-cfg1" in diff
+    params_diff = run([DVC, "params", "diff"], repo, env)
+    assert "guidance.scales" in params_diff and "samplers.mine" in params_diff
+    table = (repo / "reports" / "tables" / "ddpm_vs_ddim_toy.md").read_text()
+    assert "mysampler" in table or "mine" in table
+
+    # A metrics change rescores every run and resamples none.
+    params["metrics"]["kid_subsets"] = 4
+    write_params(repo, params, env)
+    status = run([DVC, "status"], repo, env)
+    assert "score@toy-linear.ddim-5-cfg1" in status
+    assert "generate@" not in status and "train@" not in status

@@ -18,6 +18,8 @@ import torch
 
 from diffbench.diffusion import NoiseSchedule
 from diffbench.samplers import EpsFn, NoiseFn
+from diffbench.samplers._sigma import predict_x0
+from diffbench.samplers._spacing import quadratic_times, uniform_times
 
 NAME = "ddim"
 
@@ -39,17 +41,15 @@ class Settings:
 
 def timesteps(schedule: NoiseSchedule, steps: int, settings: Settings) -> list[int]:
     """The S visited timesteps (0-based), descending."""
-    total = schedule.timesteps
     if settings.spacing == "uniform":
-        seq = [i * total // steps for i in range(steps)]
-    else:
-        top = math.sqrt(0.8 * total)
-        seq = [int((i * top / max(steps - 1, 1)) ** 2) for i in range(steps)]
-        for i in range(1, steps):
-            seq[i] = max(seq[i], seq[i - 1] + 1)
-        if seq[-1] >= total:
-            raise ValueError(f"quadratic spacing cannot place {steps} distinct steps below T={total}")
-    return seq[::-1]
+        return uniform_times(schedule.timesteps, steps)
+    return quadratic_times(schedule.timesteps, steps)
+
+
+def label(settings: Settings) -> str:
+    """Row name in tables: "DDIM η=0", "DDIM η=1", "DDIM η=0, quadratic"."""
+    extras = [", quadratic" if settings.spacing == "quadratic" else "", ", x̂₀ clipped" if settings.clip_x0 else ""]
+    return f"DDIM η={settings.eta:g}" + "".join(extras)
 
 
 @torch.no_grad()
@@ -65,7 +65,7 @@ def sample(
         a_t = alpha_bar[t]
         a_prev = alpha_bar[t_prev] if t_prev >= 0 else 1.0
         eps = eps_fn(x, t_batch.fill_(t))
-        x0 = (x - math.sqrt(1 - a_t) * eps) / math.sqrt(a_t)
+        x0 = predict_x0(x, eps, a_t)
         if settings.clip_x0:
             x0 = x0.clamp(-1.0, 1.0)
         sigma = settings.eta * math.sqrt((1 - a_prev) / (1 - a_t)) * math.sqrt(1 - a_t / a_prev)

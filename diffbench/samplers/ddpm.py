@@ -16,6 +16,7 @@ import torch
 
 from diffbench.diffusion import NoiseSchedule
 from diffbench.samplers import EpsFn, NoiseFn
+from diffbench.samplers._sigma import predict_x0
 
 NAME = "ddpm"
 
@@ -39,6 +40,12 @@ def timesteps(schedule: NoiseSchedule, steps: int, settings: Settings) -> list[i
     return list(range(schedule.timesteps - 1, -1, -1))
 
 
+def label(settings: Settings) -> str:
+    """Row name in tables: "DDPM (σ²=β)" or "DDPM (σ²=β̃)", with ", no clipping" when x̂_0 is not clipped."""
+    variance = "β" if settings.variance == "large" else "β̃"
+    return f"DDPM (σ²={variance})" + ("" if settings.clip_x0 else ", no clipping")
+
+
 def _coefficients(schedule: NoiseSchedule, settings: Settings) -> dict[str, np.ndarray]:
     alpha_bar = schedule.alpha_bar
     alpha_bar_prev = np.append(1.0, alpha_bar[:-1])
@@ -46,8 +53,7 @@ def _coefficients(schedule: NoiseSchedule, settings: Settings) -> dict[str, np.n
     posterior_var = betas * (1 - alpha_bar_prev) / (1 - alpha_bar)
     variance = posterior_var if settings.variance == "small" else np.append(posterior_var[1], betas[1:])
     return {
-        "sqrt_alpha_bar": np.sqrt(alpha_bar),
-        "sqrt_one_minus_alpha_bar": np.sqrt(1 - alpha_bar),
+        "alpha_bar": alpha_bar,
         "coef_x0": betas * np.sqrt(alpha_bar_prev) / (1 - alpha_bar),
         "coef_xt": (1 - alpha_bar_prev) * np.sqrt(schedule.alphas) / (1 - alpha_bar),
         "sigma": np.sqrt(variance),
@@ -64,7 +70,7 @@ def sample(
     t_batch = torch.empty(x.shape[0], dtype=torch.long, device=x.device)
     for k, t in enumerate(timesteps(schedule, steps, settings), start=1):
         eps = eps_fn(x, t_batch.fill_(t))
-        x0 = (x - coef["sqrt_one_minus_alpha_bar"][t] * eps) / coef["sqrt_alpha_bar"][t]
+        x0 = predict_x0(x, eps, coef["alpha_bar"][t])
         if settings.clip_x0:
             x0 = x0.clamp(-1.0, 1.0)
         x = coef["coef_x0"][t] * x0 + coef["coef_xt"][t] * x

@@ -1,0 +1,75 @@
+"""Is a result still what the current code and params would produce? Read from dvc.lock.
+
+``dvc status`` answers this but cannot run inside ``dvc repro`` (the repository is locked) and needs
+every output present, while a profile's results are built shard by shard on machines whose cached
+outputs never come back. So this module compares what dvc.lock recorded for a stage (the md5 of
+each file dependency, the value of each params key, the command) with the working tree: a code or
+params change since the stage ran makes it stale. Dependencies absent here (outputs of a shard run
+elsewhere) and folder dependencies are not compared. Without any dvc.lock (results built outside DVC)
+nothing can be compared and nothing is called stale.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+NOT_LOCKED = "not in dvc.lock"
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _lookup(tree: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(tree, dict) or part not in tree:
+            return None
+        tree = tree[part]
+    return tree
+
+
+class Lock:
+    """A profile's dvc.lock, read once."""
+
+    def __init__(self, folder: str | Path = "."):
+        self.folder = Path(folder)
+        path = self.folder / "dvc.lock"
+        self.exists = path.is_file()
+        self.stages: dict = (yaml.safe_load(path.read_text()) or {}).get("stages", {}) if self.exists else {}
+        self._md5: dict[Path, str] = {}
+
+    def _current_md5(self, path: Path) -> str:
+        if path not in self._md5:
+            self._md5[path] = _md5(path)
+        return self._md5[path]
+
+    def why_stale(self, stage: str, params: dict[str, dict]) -> str | None:
+        """None if ``stage`` is current; else why not ('not in dvc.lock', 'params.yaml: samplers.ddim changed', ...).
+
+        ``params`` maps a params file name (as dvc.lock spells it) to its parsed contents.
+        """
+        if not self.exists:
+            return None
+        entry = self.stages.get(stage)
+        if entry is None:
+            return NOT_LOCKED
+        for dep in entry.get("deps", []):
+            md5 = str(dep.get("md5", ""))
+            path = self.folder / dep["path"]
+            if md5.endswith(".dir") or not path.is_file():
+                continue
+            if self._current_md5(path) != md5:
+                return f"{dep['path']} changed"
+        for file_name, values in (entry.get("params") or {}).items():
+            for key, value in values.items():
+                if _lookup(params.get(file_name), key) != value:
+                    return f"{file_name}: {key} changed"
+        return None

@@ -1,0 +1,127 @@
+"""Run one shard of a profile (its models' whole chain) before a deadline; see README "Reference results".
+
+    python scripts/gpu_shard.py SHARD --minutes M [--params params.yaml] [--one-by-one]
+
+Groups come from ``diffbench.plan.shard_groups``: setup, the models (training and reference classifiers,
+started side by side unless ``--one-by-one``: each stage's own dvc.yaml command, then ``dvc commit``
+records them in dvc.lock exactly as ``dvc repro`` would), the real-data floors, then the generate/score
+pairs table by table, each group one ``dvc repro --single-item`` call. At the deadline the running group
+gets SIGINT: DVC has recorded every finished stage in dvc.lock and records none of the interrupted one,
+so the report shows what is missing and a later run resumes (current stages are skipped). Writes
+``shard-logs/<group>.log`` and ``shard-logs/timeline.tsv`` (group, stages, start, seconds, exit status).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from diffbench.config import load_params  # noqa: E402
+from diffbench.plan import check_plan, shard_groups  # noqa: E402
+
+LOGS = Path("shard-logs")
+GRACE_S = 10  # after SIGINT, before SIGKILL
+
+
+def stale(stages: list[str]) -> list[str]:
+    """The stages `dvc status` does not call current (all of them on a bare machine)."""
+    out = subprocess.run(["dvc", "status", "--json", *stages], capture_output=True, text=True)
+    if out.returncode != 0:
+        return stages
+    report = json.loads(out.stdout or "{}")
+    return [s for s in stages if s in report or any(k.endswith(":" + s) for k in report)]
+
+
+def stage_command(stage: str) -> str:
+    """The resolved dvc.yaml command of one stage."""
+    from dvc.repo import Repo
+
+    with Repo(".") as repo:
+        return repo.stage.collect(stage)[0].cmd
+
+
+def launch(args: list[str] | str, log: Path) -> subprocess.Popen:
+    """A command in its own process group (so a deadline stops it and every process it started)."""
+    return subprocess.Popen(args, shell=isinstance(args, str), stdout=open(log, "a"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def finish(process: subprocess.Popen, deadline: float) -> int:
+    """Wait until it ends or the deadline passes (then SIGINT to its group, then SIGKILL); its exit status."""
+    try:
+        return process.wait(timeout=max(1.0, deadline - time.time()))
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=GRACE_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        print("[gpu_shard] stopped at the deadline", flush=True)
+        return 124
+
+
+def side_by_side(stages: list[str], deadline: float) -> int:
+    """Each stage's own command in parallel, then `dvc commit` of those that succeeded."""
+    processes = {stage: launch(stage_command(stage), LOGS / f"{stage.replace('@', '_')}.log") for stage in stages}
+    status = {stage: finish(process, deadline) for stage, process in processes.items()}
+    done = [s for s, rc in status.items() if rc == 0]
+    if done:
+        subprocess.run(["dvc", "commit", "--force", *done], check=True)
+    return max(status.values(), default=0)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("shard")
+    parser.add_argument("--minutes", type=float, required=True, help="stop starting and stop running after this")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--one-by-one", action="store_true", help="train the shard's models one after another")
+    args = parser.parse_args()
+    params = load_params(args.params)
+    check_plan(params)
+    groups = shard_groups(params, args.shard)
+    start = time.time()
+    deadline = start + 60 * args.minutes
+    LOGS.mkdir(exist_ok=True)
+    timeline = open(LOGS / "timeline.tsv", "a")
+    timeline.write("group\tstages\tstart_s\tseconds\texit\n")
+    worst = 0
+    for name, stages in groups:
+        if time.time() >= deadline:
+            print(f"[gpu_shard] deadline: {name} and later groups not started", flush=True)
+            timeline.write(f"{name}\t{len(stages)}\t-\t-\tnot started\n")
+            worst = max(worst, 124)
+            continue
+        todo = stale(stages)
+        began = time.time()
+        print(f"[gpu_shard] {name}: {len(todo)} of {len(stages)} stages to run "
+              f"({(deadline - began) / 60:.1f} min left)", flush=True)
+        if not todo:
+            rc = 0
+        elif name == "models" and not args.one_by_one and len(todo) > 1:
+            rc = side_by_side(todo, deadline)
+        else:
+            rc = finish(launch(["dvc", "repro", "--single-item", *todo], LOGS / f"{name}.log"), deadline)
+        seconds = time.time() - began
+        timeline.write(f"{name}\t{len(todo)}\t{began - start:.0f}\t{seconds:.0f}\t{rc}\n")
+        timeline.flush()
+        print(f"[gpu_shard] {name}: exit {rc} after {seconds:.0f} s", flush=True)
+        worst = max(worst, rc)
+        if rc not in (0, 124) and name in ("setup", "models", "reference"):
+            print(f"[gpu_shard] {name} failed: later groups need it; see {LOGS}/", flush=True)
+            return rc
+    return worst
+
+
+if __name__ == "__main__":
+    sys.exit(main())

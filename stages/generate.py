@@ -1,0 +1,89 @@
+"""DVC stage: generate one planned sample set of one model (seeds 0..n−1).
+
+Writes results/<model>/<run>/{samples.npz, generation.json}: images in seed order with their seeds
+and the class each asked for, and the record (validated sampler settings, NFE counted while
+sampling, timing, model hash, origin). Under torchrun each GPU samples its share of the seeds and
+rank 0 gathers them. Scoring is the score stage's job: rescoring never resamples.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import torch
+
+from diffbench import distributed, layout, samplers
+from diffbench.cli import environment, stage_main, stage_parser, write_json
+from diffbench.generation import class_labels, generate, is_deterministic, load_model
+from diffbench.hashing import sha256_file
+from diffbench.errors import ParamsError
+from diffbench.plan import PLAN_COMMAND, load_stage_params
+from diffbench.records import generation_record
+
+
+def gather_in_seed_order(local: np.ndarray, local_seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """All processes' arrays concatenated and sorted by seed."""
+    parts = distributed.gather_arrays(torch.from_numpy(local))
+    seeds = distributed.gather_arrays(torch.from_numpy(local_seeds))
+    all_seeds = torch.cat(seeds).numpy()
+    order = np.argsort(all_seeds, kind="stable")
+    return torch.cat(parts).numpy()[order], all_seeds[order]
+
+
+@stage_main
+def main(argv: list[str] | None = None) -> None:
+    parser = stage_parser(__doc__, "model", "run")
+    parser.add_argument("--n", type=int, help="images to generate (dvc.yaml passes the plan's n)")
+    args = parser.parse_args(argv)
+    params = load_stage_params(args.params)
+    generation = params.plan.generation(args.model, args.run)
+    if args.n is not None and args.n != generation.n_samples:
+        raise ParamsError(f"--n {args.n}: params plan {generation.n_samples} images for {generation.key}; "
+                          f"run `{PLAN_COMMAND}`")
+    settings = params.sampler_settings(generation.setting)
+    sampling = params.section("sampling")
+    model_path = layout.model_dir(generation.model.name) / "model.pt"
+    distributed.relaunch_with_torchrun("stages.generate", sys.argv[1:] if argv is None else argv)
+
+    ctx = distributed.setup(os.environ.get("DIFFBENCH_DEVICE"))
+    model = load_model(str(model_path), ctx.device, compile_model=sampling["compile"])
+    seeds = list(range(generation.n_samples))
+    generated = generate(
+        model, generation.kind, settings, generation.steps, seeds, generation.guidance, sampling["batch_size"],
+        bf16=sampling["bf16"], rank=ctx.rank, world_size=ctx.world_size,
+    )
+    images, image_seeds = gather_in_seed_order(generated.images, generated.seeds)
+    seconds = float(max(distributed.gather_arrays(torch.tensor(generated.seconds))))
+    if not ctx.is_main:
+        distributed.cleanup()
+        return
+    check = seeds[: sampling["determinism_images"]]
+    deterministic = None
+    if check:
+        deterministic = is_deterministic(model, generation.kind, settings, generation.steps, check,
+                                         generation.guidance, sampling["bf16"])
+    out = layout.run_dir(generation.model.name, generation.run)
+    out.mkdir(parents=True, exist_ok=True)
+    labels = class_labels(torch.from_numpy(image_seeds), model.num_classes)
+    asked = labels is not None and generation.guidance is not None  # unguided samples ask for no class
+    np.savez(out / "samples.npz", images=images, seeds=image_seeds,
+             labels=labels.numpy() if asked else np.full(len(image_seeds), -1))
+    device = distributed.device_name(ctx.device)
+    declared = samplers.expected_nfe(generation.kind, settings, model.schedule, generation.steps)
+    write_json(out / "generation.json", generation_record(
+        generation, settings, samplers.label(generation.kind, settings), generated.nfe, declared, deterministic,
+        timing={"seconds": seconds, "images_per_second": len(images) / seconds if seconds else None,
+                "world_size": ctx.world_size, "device": device, "batch_size": sampling["batch_size"],
+                "bf16": sampling["bf16"] and ctx.device.type == "cuda", "compile": sampling["compile"]},
+        model={"sha256": sha256_file(model_path), "step": model.file.get("step")},
+        environment=environment(),
+    ))
+    print(f"{generation.model.name} {generation.run}: {len(images)} images, NFE {generated.nfe}, "
+          f"{seconds:.1f} s ({len(images) / max(seconds, 1e-9):.1f} img/s on {ctx.world_size} x {device})")
+    distributed.cleanup()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""A result is stale when a file its stage read or a params value it used changed since dvc.lock recorded it."""
+
+import hashlib
+
+import yaml
+
+from diffbench.staleness import NOT_LOCKED, Lock
+
+
+def lock_file(tmp_path, code_md5):
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": {"score@m.r": {
+        "cmd": "python -m stages.score m r",
+        "deps": [{"path": "code.py", "md5": code_md5, "size": 4},
+                 {"path": "elsewhere/samples.npz", "md5": "00" * 16, "size": 1},   # a shard's output, absent here
+                 {"path": "data", "md5": "11" * 16 + ".dir", "size": 1}],
+        "params": {"params.yaml": {"metrics.kid_subsets": 10}}}}}))
+
+
+def test_current_changed_and_unlocked_stages(tmp_path):
+    (tmp_path / "code.py").write_text("pass")
+    lock_file(tmp_path, "2c5d23ee2d5a4a4a3e7aaf4c7b1ed2b0")  # not md5("pass")
+    params = {"params.yaml": {"metrics": {"kid_subsets": 10}}}
+    assert Lock(tmp_path).why_stale("score@m.r", params) == "code.py changed"
+    lock_file(tmp_path, hashlib.md5(b"pass").hexdigest())
+    lock = Lock(tmp_path)
+    assert lock.why_stale("score@m.r", params) is None
+    assert lock.why_stale("score@m.r", {"params.yaml": {"metrics": {"kid_subsets": 4}}}) == \
+        "params.yaml: metrics.kid_subsets changed"
+    assert lock.why_stale("score@m.other", params) == NOT_LOCKED
+
+
+def test_without_a_lock_nothing_is_called_stale(tmp_path):
+    assert Lock(tmp_path).why_stale("score@m.r", {}) is None
