@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from diffbench import layout
+from diffbench import layout, samplers
 from diffbench.cli import read_json
 from diffbench.config import Params
+from diffbench.diffusion import NoiseSchedule
 from diffbench.errors import DiffbenchError
 from diffbench.records import RunRecord
 from diffbench.runs import Generation
@@ -61,12 +62,17 @@ def _provenance_columns(provenance: dict) -> dict:
     }
 
 
-def planned_row(generation: Generation, tables: list[str]) -> dict:
-    """What params say about a run, before any record is read."""
+def planned_row(params: Params, generation: Generation) -> dict:
+    """What params say about a run before any record is read (a missing run still shows its sampler and NFE)."""
+    settings = params.sampler_settings(generation.setting)
+    schedule = NoiseSchedule.named(generation.model.schedule, params.timesteps)
     return {
         "dataset": generation.model.dataset, "model": generation.model.name, "schedule": generation.model.schedule,
         "run": generation.run, "setting": generation.setting, "kind": generation.kind, "steps": generation.steps,
-        "guidance_scale": generation.guidance, "n_planned": generation.n_samples, "tables": tuple(tables),
+        "method": samplers.label(generation.kind, settings),
+        "nfe": samplers.expected_nfe(generation.kind, settings, schedule, generation.steps),
+        "guidance_scale": generation.guidance, "n_planned": generation.n_samples,
+        "tables": tuple(params.plan.tables_of(generation)),
     }
 
 
@@ -107,7 +113,7 @@ def load_frame(params: Params, results: Path = layout.RESULTS, lock: Lock | None
     current = {"params.yaml": params.raw}
     rows = []
     for generation in params.plan.generations:
-        row = planned_row(generation, params.plan.tables_of(generation))
+        row = planned_row(params, generation)
         path = layout.run_dir(generation.model.name, generation.run) / "metrics.json"
         if not path.is_file():
             rows.append(row | {"status": "missing"})

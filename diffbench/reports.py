@@ -149,7 +149,7 @@ def _shown(rows: pd.DataFrame, keys: list[str], lead: dict, tail: dict, candidat
     for key in keys:
         shown[INTERVAL_METRICS[key][0]] = interval_cells(rows, key, candidates)
     for column, title in tail.items():
-        shown[title] = rows[column].map(lambda v: _fmt(v, 4))
+        shown[title] = rows[column].map(lambda v: _lead_cell(v) if isinstance(v, float) else _fmt(v, 4))
     return shown
 
 
@@ -217,19 +217,24 @@ def cfg_table(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def schedules_table(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(c) FID of every schedule × sweep run, with intervals; ≈ marks ties with the best schedule per run."""
+    """(c) FID of every sweep run (a row: sampler, steps, NFE) under every schedule (a column), with intervals;
+    within a row the best schedule is bold and ≈ marks the schedules not significantly different from it."""
     rows = frame[in_table(frame, "sweep")].copy()
-    rows["column"] = [f"{m if isinstance(m, str) else s}-{n}" for m, s, n in zip(rows["method"], rows["setting"], rows["steps"])]
-    order = list(dict.fromkeys(rows.sort_values(["kind", "setting", "steps"])["column"]))
-    raw = rows.pivot_table(index="schedule", columns="column", values="fid", aggfunc="first").reindex(columns=order)
-    shown = pd.DataFrame(index=sorted(rows["schedule"].unique()))
-    for column in order:
-        group = rows[rows["column"] == column].set_index("schedule")
-        shown[column] = interval_cells(group, "fid").reindex(shown.index).fillna("missing")
+    rows["run_label"] = [f"{m}, {int(s)} steps ({int(n)} NFE)"
+                         for m, s, n in zip(rows["method"], rows["steps"], rows["nfe"])]
+    order = list(dict.fromkeys(rows.sort_values(["kind", "setting", "steps"])["run_label"]))
+    schedules = sorted(rows["schedule"].unique())
+    shown = pd.DataFrame("–", index=order, columns=schedules)
+    for label in order:
+        group = rows[rows["run_label"] == label].set_index("schedule")
+        shown.loc[label, group.index] = interval_cells(group, "fid").values
+    raw = pd.concat({"fid" + suffix: rows.pivot_table(index="run_label", columns="schedule", values="fid" + suffix,
+                                                       aggfunc="first").reindex(index=order, columns=schedules)
+                     for suffix in ("", "_lo", "_hi")}, axis=1)
+    raw.columns = [f"{schedule} {what}" for what, schedule in raw.columns]
     n = ", ".join(str(int(v)) for v in sorted(rows["n_samples"].dropna().unique())) or "–"
-    raw = raw.reset_index().assign(n_samples=n)
-    raw.columns.name = None
-    return raw, shown.rename_axis("schedule").reset_index().assign(n=n)
+    raw = raw.rename_axis("run").reset_index().assign(n_samples=n)
+    return raw, shown.rename_axis("run (FID by schedule)").reset_index().assign(n=n)
 
 
 def elbo_table(elbo: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -377,6 +382,9 @@ def build_reports(params: Params, out: Path, banner: str | None = None) -> tuple
     for dataset, rows in frame.groupby("dataset", sort=True):
         notes = _provenance_lines(rows, dataset) + ([f"- {banner.strip()}"] if banner else [])
         index += [f"## {dataset}", "", *notes, *_status_lines(rows), ""]
+        if not ((rows["status"] != "missing") & _not_floor(rows)).any():
+            index += ["No run of this dataset has a record yet: no tables.", ""]
+            continue
         nfe = nfe_rows(rows, ablation_models)
         tables = {
             "ddpm_vs_ddim": (steps_table(nfe), "DDPM vs DDIM and other samplers: quality vs network evaluations"),

@@ -36,6 +36,20 @@ def _lookup(tree: Any, dotted: str) -> Any:
     return tree
 
 
+def same_value(recorded: Any, current: Any) -> bool:
+    """Params equality as DVC records it: dvc.lock may spell a float as a string ('1e-06' for 1.0e-6)."""
+    if isinstance(recorded, dict) and isinstance(current, dict):
+        return recorded.keys() == current.keys() and all(same_value(recorded[k], current[k]) for k in recorded)
+    if isinstance(recorded, list) and isinstance(current, list):
+        return len(recorded) == len(current) and all(same_value(a, b) for a, b in zip(recorded, current))
+    if isinstance(recorded, str) and isinstance(current, float):
+        try:
+            return float(recorded) == current
+        except ValueError:
+            return False
+    return recorded == current
+
+
 class Lock:
     """A profile's dvc.lock, read once."""
 
@@ -70,6 +84,6 @@ class Lock:
                 return f"{dep['path']} changed"
         for file_name, values in (entry.get("params") or {}).items():
             for key, value in values.items():
-                if _lookup(params.get(file_name), key) != value:
+                if not same_value(value, _lookup(params.get(file_name), key)):
                     return f"{file_name}: {key} changed"
         return None

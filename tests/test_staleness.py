@@ -4,7 +4,7 @@ import hashlib
 
 import yaml
 
-from diffbench.staleness import NOT_LOCKED, Lock
+from diffbench.staleness import NOT_LOCKED, Lock, same_value
 
 
 def lock_file(tmp_path, code_md5):
@@ -31,3 +31,9 @@ def test_current_changed_and_unlocked_stages(tmp_path):
 
 def test_without_a_lock_nothing_is_called_stale(tmp_path):
     assert Lock(tmp_path).why_stale("score@m.r", {}) is None
+
+
+def test_floats_dvc_spelled_as_text_are_the_same_value():
+    assert same_value({"check_alpha": "1e-06", "n": [1, 2]}, {"check_alpha": 1.0e-6, "n": [1, 2]})
+    assert not same_value({"check_alpha": "1e-05"}, {"check_alpha": 1.0e-6})
+    assert not same_value({"a": 1}, {"a": 1, "b": 2})
