@@ -236,6 +236,14 @@ def test_bad_input_fails_in_one_line(repo, capsys, tmp_path_factory):
     assert "not inside a git repository" in fails(capsys)
 
 
+def test_a_profile_without_reports_yet_has_no_runs_so_every_row_is_added(repo, capsys):
+    (repo / "reports" / "summary.json").unlink()
+    git(repo, "commit", "-q", "-am", "reports not built yet")
+    report = compare_json(capsys, "HEAD", "HEAD~1")
+    assert report["metrics"] == [] and report["runs_removed"] == []
+    assert len(report["runs_added"]) == len(NEW_SUMMARY["mnist"]["mnist-cosine"])
+
+
 def test_broken_params_at_a_revision_name_the_revision_and_file(repo, capsys):
     (repo / "params.yaml").write_text("a: [1,\n")
     git(repo, "commit", "-q", "-am", "broken params")

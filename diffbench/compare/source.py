@@ -113,9 +113,17 @@ class Revision:
             raise DiffbenchError(f"{error}{_HINT}") from None
 
     def summary(self, profile: str) -> dict[str, Any]:
-        """``<profile>/reports/summary.json`` parsed; checked to be dataset → model → run → fields."""
+        """``<profile>/reports/summary.json`` parsed; checked to be dataset → model → run → fields. A profile
+        without one (params.yaml but no reports yet, e.g. before its first shard) has no runs: ``{}``."""
         path = posixpath.join(profile, SUMMARY)
-        text = self._read_profile_file(path)
+        try:
+            text = self.read_text(path)
+        except DiffbenchError as error:
+            try:  # a profile (its params.yaml exists) whose reports were never built: no runs yet
+                self.read_text(posixpath.join(profile, PARAMS))
+            except DiffbenchError:
+                raise DiffbenchError(f"{error}{_HINT}") from None
+            return {}
         try:
             data = json.loads(text)
         except json.JSONDecodeError as error:
