@@ -2,55 +2,46 @@
 
 from __future__ import annotations
 
-import io
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from diffbench import atomic
 from diffbench.errors import DiffbenchError
+from diffbench.layout import rebuild_command
 
 REQUIRED_MODEL_KEYS = ("format", "unet", "schedule", "timesteps", "ema")
 MODEL_FORMAT = "diffbench-model-1"
 
 
 def write_bytes_atomic(data: bytes, path: str | Path) -> None:
-    """Write ``path`` via a temporary file, fsync and rename: a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    """Write ``path`` whole or not at all (``diffbench.atomic``, the one atomic writer)."""
+    atomic.write_bytes(path, data)
 
 
 def write_text_atomic(text: str, path: str | Path) -> None:
     """UTF-8 text, written like ``write_bytes_atomic``."""
-    write_bytes_atomic(text.encode(), path)
+    atomic.write_text(path, text)
 
 
 def save_atomic(obj: Any, path: str | Path) -> None:
-    """torch.save ``obj`` atomically. Serialised in memory, so the bytes depend only on ``obj``
-    (torch names the archive after the file otherwise): equal objects give equal files."""
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    write_bytes_atomic(buffer.getvalue(), path)
+    """torch.save ``obj`` atomically; equal objects give equal files (``atomic.save_torch``)."""
+    atomic.save_torch(path, obj)
 
 
 def load_file(path: str | Path, required: tuple[str, ...] = ()) -> dict:
     """torch.load a dict on the CPU; missing, unreadable or incomplete files fail naming the file."""
     path = Path(path)
+    rebuild = rebuild_command(path)
     if not path.is_file():
-        raise DiffbenchError(f"{path}: checkpoint not found")
+        raise DiffbenchError(f"{path}: checkpoint not found; build it with `{rebuild}`")
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:  # torch raises many types for damaged files
-        raise DiffbenchError(
-            f"{path}: corrupt or unreadable checkpoint ({type(error).__name__}); delete it to start over"
-        ) from None
+        fix = f"delete it, then `{rebuild}` trains from the start" if path.name == "checkpoint.pt" else \
+            f"rebuild it with `{rebuild}`"
+        raise DiffbenchError(f"{path}: corrupt or unreadable checkpoint ({type(error).__name__}); {fix}") from None
     if not isinstance(state, dict):
         raise DiffbenchError(f"{path}: not a diffbench checkpoint (expected a dict)")
     missing = [key for key in required if key not in state]

@@ -29,6 +29,7 @@ from diffbench.errors import DiffbenchError
 from diffbench.hashing import sha256_file
 from diffbench.metrics.inception import check_images
 from diffbench.metrics.intervals import wilson_interval
+from diffbench.progress import Progress
 from diffbench.training import load_training_data, to_model_space
 
 CLASSIFIER_FORMAT = "diffbench-classifier-1"
@@ -198,8 +199,11 @@ class ClassifierTrainer:
         self.step += 1
         return loss.detach(), (logits.argmax(1) == target).sum()
 
-    def train_epoch(self, images: torch.Tensor, labels: torch.Tensor, steps: int) -> dict:
-        """``steps`` batches of a fresh permutation (the remainder is dropped); the epoch's history row."""
+    def train_epoch(
+        self, images: torch.Tensor, labels: torch.Tensor, steps: int, progress: Progress | None = None
+    ) -> dict:
+        """``steps`` batches of a fresh permutation (the remainder is dropped); the epoch's history row.
+        Each batch ticks ``progress`` if given."""
         self.model.train()
         start = time.perf_counter()
         loss_sum = torch.zeros((), device=self.device)
@@ -209,6 +213,8 @@ class ClassifierTrainer:
             loss, hits = self.train_step(images, labels, index)
             loss_sum += loss
             correct += hits
+            if progress is not None:
+                progress.update()
         seen = steps * self.config.batch_size
         mean_loss, accuracy = float(loss_sum) / steps, int(correct) / seen  # synchronises
         seconds = time.perf_counter() - start
@@ -240,13 +246,14 @@ def train_classifier(
     trainer = ClassifierTrainer(config, net, seed, device, config.epochs * steps)
     x, y = load_training_data(images, labels, device)
     history, start = [], time.perf_counter()
-    for epoch in range(1, config.epochs + 1):
-        history.append({"epoch": epoch} | trainer.train_epoch(x, y, steps))
-        if log is not None:
-            log(history[-1])
+    with Progress("classifier training", config.epochs * steps, "batches") as progress:
+        for epoch in range(1, config.epochs + 1):
+            history.append({"epoch": epoch} | trainer.train_epoch(x, y, steps, progress))
+            if log is not None:
+                log(history[-1])
     seconds = time.perf_counter() - start
     extractor = ClassifierFeatures(trainer.model, None, device, config.bf16)
-    test_logits = extractor.extract(test[0], config.batch_size)["logits"]
+    test_logits = extractor.extract(test[0], config.batch_size, "classifier test set")["logits"]
     correct = int((test_logits.argmax(1) == np.asarray(test[1])).sum())
     result = ClassifierResult(
         test_accuracy=correct / len(test[0]), test_correct=correct, test_n=len(test[0]), train_n=len(images),
@@ -270,8 +277,9 @@ class ClassifierFeatures:
         self.device = torch.device(device)
         self.bf16 = bf16 and self.device.type == "cuda"
 
-    def extract(self, images: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
-        """{"pool": N×8w penultimate features, "logits": N×K}, float32, of uint8 N×H×W×C images."""
+    def extract(self, images: np.ndarray, batch_size: int, label: str = "classifier features") -> dict[str, np.ndarray]:
+        """{"pool": N×8w penultimate features, "logits": N×K}, float32, of uint8 N×H×W×C images;
+        progress is reported under ``label``."""
         check_images(images)
         net = self.model.net
         if images.shape[1:] != (net.height, net.width, net.channels):
@@ -282,13 +290,15 @@ class ClassifierFeatures:
         if batch_size < 1:
             raise DiffbenchError(f"feature extraction batch_size must be >= 1, got {batch_size}")
         pools, logits = [], []
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16), \
+                Progress(label, len(images), "images") as progress:
             for start in range(0, len(images), batch_size):
                 chunk = np.ascontiguousarray(images[start : start + batch_size])
                 batch = to_model_space(torch.from_numpy(chunk).to(self.device))
                 pool, logit = self.model.features_and_logits(batch)
                 pools.append(pool.float().cpu().numpy())
                 logits.append(logit.float().cpu().numpy())
+                progress.update(len(chunk))
         return {"pool": np.concatenate(pools), "logits": np.concatenate(logits)}
 
 

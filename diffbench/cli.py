@@ -14,7 +14,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from diffbench import __version__
+from diffbench import __version__, atomic
 from diffbench.errors import DiffbenchError
 
 
@@ -55,11 +55,7 @@ def _plain(value: Any) -> Any:
 
 def write_json(path: str | Path, payload: dict) -> None:
     """Pretty JSON with sorted keys (stable diffs), written atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_plain(payload), indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    atomic.write_text(path, json.dumps(_plain(payload), indent=2, sort_keys=True) + "\n")
 
 
 def read_json(path: str | Path) -> dict:

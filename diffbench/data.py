@@ -26,8 +26,10 @@ from typing import IO, Any
 import numpy as np
 from PIL import Image
 
+from diffbench import atomic
 from diffbench.errors import DataError, ParamsError
 from diffbench.hashing import sha256_bytes, sha256_file
+from diffbench.layout import rebuild_command
 
 DATASET_KINDS = ("mnist", "cifar10", "imagefolder")
 SPLITS = ("train", "test")
@@ -198,13 +200,14 @@ def load_split(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"split file missing: {path} (expected an .npz written by prepare_dataset)")
+    rebuild = f"rebuild it with `{rebuild_command(path)}`"
     if not zipfile.is_zipfile(path):
-        raise DataError(f"corrupt split file {path}: not an .npz (zip) archive")
+        raise DataError(f"corrupt split file {path}: not an .npz (zip) archive; {rebuild}")
     try:
         with np.load(path, allow_pickle=False) as npz:
             images, labels, names = npz["images"], npz["labels"], npz["class_names"]
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        raise DataError(f"corrupt split file {path}: {_one_line(exc)}") from exc
+        raise DataError(f"corrupt split file {path}: {_one_line(exc)}; {rebuild}") from exc
     if names.ndim != 1 or names.dtype.kind != "U":
         raise DataError(f"corrupt split file {path}: class_names must be a 1-d str array")
     class_names = [str(name) for name in names.tolist()]
@@ -233,19 +236,14 @@ def _check_split(images: np.ndarray, labels: np.ndarray, class_names: list[str],
 
 def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Write an uncompressed .npz with fixed metadata, via a temp file renamed into place."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            with zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
-                for key, array in arrays.items():
-                    info = zipfile.ZipInfo(f"{key}.npy", date_time=_ZIP_DATE)
-                    with archive.open(info, "w", force_zip64=True) as member:
-                        np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    def write(handle: IO[bytes]) -> None:
+        with zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+            for key, array in arrays.items():
+                info = zipfile.ZipInfo(f"{key}.npy", date_time=_ZIP_DATE)
+                with archive.open(info, "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
+
+    atomic.write_with(path, write)
 
 
 # --------------------------------------------------------------------------- shared helpers
@@ -297,7 +295,7 @@ def _load_mnist(spec: DatasetSpec, local_dir: Path | None) -> _Loaded:
         local_dir = _torchvision_download("MNIST", spec) / "MNIST" / "raw"
         source = "download:torchvision.datasets.MNIST"
     else:
-        source = f"local:{local_dir}"
+        source = "local"  # no path: provenance.json is a DVC output and must not differ between machines
     paths = {name: _find_idx(local_dir, name) for name in MNIST_SHA256}  # all missing-file errors first
     raw = {name: _read_verified(path, MNIST_SHA256[name]) for name, path in paths.items()}
     splits = {split: _mnist_split(raw, paths, *files) for split, files in _MNIST_FILES.items()}
@@ -358,7 +356,7 @@ def _load_cifar10(spec: DatasetSpec, local_dir: Path | None) -> _Loaded:
         local_dir = _torchvision_download("CIFAR10", spec)
         source = "download:torchvision.datasets.CIFAR10"
     else:
-        source = f"local:{local_dir}"
+        source = "local"  # the files and their hashes are in input_sha256
     files = _cifar_files(local_dir)
     meta = _unpickle(files["batches.meta"], "batches.meta")
     class_names = [str(n) for n in meta["label_names"]]
@@ -426,33 +424,36 @@ def _load_imagefolder(spec: DatasetSpec, local_dir: Path | None) -> _Loaded:
             f"(to a folder holding {spec.name}/) or params datasets.{spec.name}.{LOCAL_DIR_FIELD}"
         )
     source = local_dir / spec.archive if spec.archive else local_dir
+    # provenance names the archive as params.yaml does (relative to the local dir), never by its path
     if source.is_file():
-        blobs, digest_key, digest = _archive_blobs(source, spec.sha256)
+        blobs, digest = _archive_blobs(source, spec.sha256)
+        digest_key = spec.archive
     elif source.is_dir():
-        blobs, digest_key, digest = _folder_blobs(source, spec.sha256)
+        blobs, digest = _folder_blobs(source, spec.sha256)
+        digest_key = f"{spec.archive}/" if spec.archive else "./"
     else:
         raise DataError(f"image-folder source missing: {source} (expected a .tar.gz or a folder with train/ and test/)")
     layout, class_names = _imagefolder_layout(blobs, str(source))
     splits = _decode_splits(layout, blobs, str(source))
-    return _Loaded(splits, class_names, f"local:{source}", {digest_key: digest})
+    return _Loaded(splits, class_names, f"local:{digest_key}", {digest_key: digest})
 
 
-def _archive_blobs(path: Path, expected_sha256: str | None) -> tuple[dict[str, bytes], str, str]:
+def _archive_blobs(path: Path, expected_sha256: str | None) -> tuple[dict[str, bytes], str]:
     digest = sha256_file(path)
     if expected_sha256 is not None:
         _check_digest(str(path), "sha256", expected_sha256, digest)
     with open(path, "rb") as handle:
-        return _tar_blobs(handle, str(path)), path.name, digest
+        return _tar_blobs(handle, str(path)), digest
 
 
-def _folder_blobs(root: Path, expected_sha256: str | None) -> tuple[dict[str, bytes], str, str]:
+def _folder_blobs(root: Path, expected_sha256: str | None) -> tuple[dict[str, bytes], str]:
     """All visible files under root; their digest is sha256 over sorted '<sha256>  <relpath>' lines."""
     paths = sorted(p for p in root.rglob("*") if p.is_file() and not _hidden(p.relative_to(root).as_posix()))
     blobs = {p.relative_to(root).as_posix(): p.read_bytes() for p in paths}
     digest = sha256_bytes("".join(f"{sha256_bytes(b)}  {k}\n" for k, b in blobs.items()).encode())
     if expected_sha256 is not None:
         _check_digest(f"{root}/ (tree digest)", "sha256", expected_sha256, digest)
-    return blobs, f"{root.name}/", digest
+    return blobs, digest
 
 
 def _tar_blobs(handle: IO[bytes], what: str) -> dict[str, bytes]:

@@ -66,11 +66,19 @@ def simple_loss(
     x0: torch.Tensor,
     labels: torch.Tensor | None,
     generator: torch.Generator | None = None,
+    part: slice | None = None,
 ) -> torch.Tensor:
-    """L_simple = E‖ε − ε_θ(x_t, t)‖² with t uniform over all T steps (Ho et al. eq. 14)."""
+    """L_simple = E‖ε − ε_θ(x_t, t)‖² with t uniform over all T steps (Ho et al. eq. 14).
+
+    ``part``: this process's rows of a global batch ``x0``. t and ε are drawn for the whole batch, so every
+    process draws the same numbers and data-parallel training sees the one-process batch.
+    """
     batch = x0.shape[0]
     t = torch.randint(0, schedule.timesteps, (batch,), device=x0.device, generator=generator)
     noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
+    if part is not None:
+        x0, t, noise = x0[part], t[part], noise[part]
+        labels = None if labels is None else labels[part]
     x_t = q_sample(schedule, x0, t, noise)
     prediction = model(x_t, t, labels)
     return torch.nn.functional.mse_loss(prediction.float(), noise.float())

@@ -45,6 +45,7 @@ from diffbench.generation import LoadedModel
 from diffbench.guidance import guided_eps
 from diffbench.metrics.intervals import mean_interval
 from diffbench.noise import image_noise
+from diffbench.progress import Progress
 from diffbench.samplers import EpsFn
 from diffbench.training import to_model_space
 
@@ -295,9 +296,11 @@ class PerImage:
 
 
 def evaluate(
-    model: LoadedModel, images: np.ndarray, labels: np.ndarray, settings: ElboSettings, rank: int = 0, world_size: int = 1
+    model: LoadedModel, images: np.ndarray, labels: np.ndarray, settings: ElboSettings, rank: int = 0, world_size: int = 1,
+    label: str = "ELBO",
 ) -> PerImage:
-    """The bound of images[i] (seed i) for i in range(n_images)[rank::world_size], in batches."""
+    """The bound of images[i] (seed i) for i in range(n_images)[rank::world_size], in batches; rank 0
+    reports its progress under ``label``."""
     check_inputs(model, images, labels, settings)
     device = next(model.net.parameters()).device
     mine = torch.arange(settings.n_images, dtype=torch.int64)[rank::world_size]
@@ -306,12 +309,14 @@ def evaluate(
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     start = time.perf_counter()
-    for chunk in mine.split(settings.batch_size):
-        x = torch.from_numpy(images[chunk.numpy()]).to(device)
-        y = torch.from_numpy(labels[chunk.numpy()].astype(np.int64)).to(device)
-        eps_fn = _model_eps(model, y if settings.conditional else None, use_bf16)
-        parts.append(bound(eps_fn, model.schedule, x, chunk.to(device), settings.timesteps_per_image,
-                           settings.variance, settings.clip_x0))
+    with Progress(label, len(mine), "images", enabled=rank == 0) as progress:
+        for chunk in mine.split(settings.batch_size):
+            x = torch.from_numpy(images[chunk.numpy()]).to(device)
+            y = torch.from_numpy(labels[chunk.numpy()].astype(np.int64)).to(device)
+            eps_fn = _model_eps(model, y if settings.conditional else None, use_bf16)
+            parts.append(bound(eps_fn, model.schedule, x, chunk.to(device), settings.timesteps_per_image,
+                               settings.variance, settings.clip_x0))
+            progress.update(len(chunk))
     seconds = time.perf_counter() - start
     terms = ElboTerms.concat(parts) if parts else ElboTerms(*(np.zeros(0) for _ in range(3)))
     return PerImage(mine.numpy(), terms, seconds)

@@ -16,6 +16,7 @@ from diffbench.checkpoint import load_model_file
 from diffbench.diffusion import NoiseSchedule
 from diffbench.guidance import guided_eps
 from diffbench.noise import image_noise
+from diffbench.progress import Progress
 from diffbench.samplers import CountingEps, get_sampler
 from diffbench.unet import UNet, UNetConfig
 
@@ -102,9 +103,10 @@ class Generated:
 
 def generate(
     model: LoadedModel, kind: str, settings: Any, steps: int, seeds: list[int], guidance: float | None,
-    batch_size: int, bf16: bool = False, rank: int = 0, world_size: int = 1,
+    batch_size: int, bf16: bool = False, rank: int = 0, world_size: int = 1, label: str | None = None,
 ) -> Generated:
-    """This process's share (seeds[rank::world_size]) of the images, batched."""
+    """This process's share (seeds[rank::world_size]) of the images, batched; rank 0 reports its
+    progress under ``label`` (default ``generate <kind> <steps> steps``)."""
     mine = torch.tensor(seeds[rank::world_size], dtype=torch.int64)
     device = next(model.net.parameters()).device
     outputs: list[np.ndarray] = []
@@ -112,10 +114,12 @@ def generate(
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     start = time.perf_counter()
-    for chunk in mine.split(batch_size):
-        x, calls = sample_batch(model, kind, settings, steps, chunk, guidance, bf16)
-        outputs.append(to_uint8(x))
-        counts.add(calls)
+    with Progress(label or f"generate {kind} {steps} steps", len(mine), "images", enabled=rank == 0) as progress:
+        for chunk in mine.split(batch_size):
+            x, calls = sample_batch(model, kind, settings, steps, chunk, guidance, bf16)
+            outputs.append(to_uint8(x))
+            counts.add(calls)
+            progress.update(len(chunk))
     seconds = time.perf_counter() - start
     if len(counts) > 1:
         raise RuntimeError(f"sampler {kind!r} made a different number of network evaluations per batch: {counts}")

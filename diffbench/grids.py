@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from diffbench import atomic
+
 
 def tile(images: np.ndarray, columns: int, pad: int = 2) -> np.ndarray:
     """uint8 N×H×W×C → one uint8 image, ``columns`` per row, white padding between tiles."""
@@ -27,5 +29,4 @@ def save_grid(images: np.ndarray, path: str | Path, columns: int = 10, scale: in
     picture = Image.fromarray(canvas[..., 0] if canvas.shape[-1] == 1 else canvas)
     if scale > 1:
         picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    picture.save(path)
+    atomic.write_with(path, lambda handle: picture.save(handle, format="PNG"))

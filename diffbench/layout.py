@@ -56,3 +56,26 @@ def classifier_reference_file(dataset: str) -> Path:
 def elbo_file(model: str) -> Path:
     """A model's variational bound (bits/dim) on the test split."""
     return RESULTS / model / "elbo" / "metrics.json"
+
+
+def rebuild_command(path: str | Path) -> str:
+    """The command that rebuilds a pipeline file, for one-line errors about a missing or damaged one:
+    ``dvc repro -f <stage that writes it>`` (the stage's own name when ``path`` follows this layout)."""
+    parts = Path(path).parts
+    name = parts[-1] if parts else ""
+    folder = parts[-2] if len(parts) >= 2 else ""
+    if name in ("model.pt", "checkpoint.pt", "loss.tsv", "train.json") and "reference_models" in parts:
+        if folder.endswith("-classifier"):
+            return f"dvc repro -f classifier@{folder.removesuffix('-classifier')}"
+        return f"dvc repro -f train@{folder}"
+    if name in ("classifier.pt", "classifier.json") and folder.endswith("-classifier"):
+        return f"dvc repro -f classifier@{folder.removesuffix('-classifier')}"
+    if name == "classifier_reference.npz" and "features" in parts:
+        return f"dvc repro -f classifier@{folder}"
+    if name == "reference.npz" and "features" in parts:
+        return f"dvc repro -f reference@{folder}"
+    if name in ("samples.npz", "generation.json") and len(parts) >= 4 and parts[-4] == RESULTS.name:
+        return f"dvc repro -f generate@{parts[-3]}.{folder}"
+    if name in ("train.npz", "test.npz", "provenance.json") and "data" in parts:
+        return f"dvc repro -f prepare@{folder}"
+    return "dvc repro -f <the stage that writes it>"

@@ -16,7 +16,6 @@ memory so that the same weights give the same bytes whatever the file name.
 from __future__ import annotations
 
 import io
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from diffbench import atomic
 from diffbench.checkpoint import load_file
 from diffbench.diffusion import NoiseSchedule
 from diffbench.errors import DiffbenchError, ParamsError
@@ -162,11 +162,7 @@ def classifier_bytes(model: NoisyClassifier, provenance: dict) -> bytes:
 
 def save_noisy_classifier(path: str | Path, model: NoisyClassifier, provenance: dict) -> None:
     """Write the classifier file atomically; the same weights and provenance give the same bytes."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(classifier_bytes(model, provenance))
-    os.replace(tmp, path)
+    atomic.write_bytes(path, classifier_bytes(model, provenance))
 
 
 def load_noisy_classifier(

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from diffbench import atomic
 from diffbench.config import Params, load_params
 from diffbench.errors import ParamsError
 
@@ -39,7 +40,7 @@ def write_plan(params_path: str | Path = "params.yaml") -> Path:
     """Write plan.yaml for a params file; returns its path."""
     params = load_params(params_path)
     path = plan_path(params_path)
-    path.write_text(render(params))
+    atomic.write_text(path, render(params))
     return path
 
 

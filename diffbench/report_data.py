@@ -89,6 +89,11 @@ def record_row(record: RunRecord) -> dict:
     }
 
 
+RECORD_COLUMNS = ("status", "method", "nfe", "deterministic", *metric_columns({}), "n_samples", "reference",
+                  "weights_sha256", "backend", "classifier_accuracy", "seconds_per_image", "device", "commit", "date",
+                  "shard", "grid")
+
+
 def floor_row(dataset: str) -> dict | None:
     """The real-data floor of a dataset (reference stage), or None if it has not run."""
     path = layout.floor_dir(dataset) / "metrics.json"
@@ -129,7 +134,11 @@ def load_frame(params: Params, results: Path = layout.RESULTS, lock: Lock | None
                 for folder in sorted(Path(results).glob("*/*"))
                 if folder.is_dir() and folder.name != ELBO_DIR and (folder.parent.name, folder.name) not in planned
                 and not folder.parent.name.endswith(f"-{layout.FLOOR_MODEL}")]
-    return pd.DataFrame(rows), warnings
+    frame = pd.DataFrame(rows)
+    for column in RECORD_COLUMNS:  # a profile without any record still has every column (all empty)
+        if column not in frame:
+            frame[column] = None
+    return frame, warnings
 
 
 def load_elbo(params: Params) -> pd.DataFrame:

@@ -28,6 +28,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from diffbench.config import Params  # noqa: E402
+from diffbench.loss_plots import plot_dataset_losses  # noqa: E402
 from diffbench.report_data import FLOOR_METHOD, INTERVAL_METRICS, REASONS, load_elbo, load_frame  # noqa: E402
 
 SCALED = {"kid_mean": 1e3}  # shown ×1e3 in tables
@@ -382,6 +383,8 @@ def build_reports(params: Params, out: Path, banner: str | None = None) -> tuple
     for dataset, rows in frame.groupby("dataset", sort=True):
         notes = _provenance_lines(rows, dataset) + ([f"- {banner.strip()}"] if banner else [])
         index += [f"## {dataset}", "", *notes, *_status_lines(rows), ""]
+        if plot_dataset_losses(params.models, dataset, out / "plots" / f"loss_{dataset}.png"):
+            index += [f"- ![loss](plots/loss_{dataset}.png)", ""]
         if not ((rows["status"] != "missing") & _not_floor(rows)).any():
             index += ["No run of this dataset has a record yet: no tables.", ""]
             continue

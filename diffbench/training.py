@@ -137,7 +137,7 @@ class Trainer:
             fused=ctx.device.type == "cuda",
         )
         self.generator = torch.Generator(device=ctx.device)
-        self.generator.manual_seed(seed * 1_000_003 + ctx.rank)
+        self.generator.manual_seed(seed * 1_000_003)  # the same stream on every process: see train_step
         self.step = 0
         self.history: list[LossRow] = []
         self.window = LossWindow(config.log_every, ctx.device)
@@ -200,14 +200,20 @@ class Trainer:
 
     # ---- the loop ----------------------------------------------------------------------
     def train_step(self, images: torch.Tensor, labels: torch.Tensor, local_batch: int) -> torch.Tensor:
-        """One optimiser step and EMA update; loss and gradient norm stay on the device (no sync)."""
-        x0, y = draw_batch(images, labels, local_batch, self.config, self.model.null_label, self.generator)
+        """One optimiser step and EMA update; loss and gradient norm stay on the device (no sync).
+
+        Every process draws the whole global batch (images, flips, label dropout, t, ε) from the same
+        generator and trains on its own rows, so N processes take the one-process step (up to float
+        reassociation of the gradient mean; dropout masks come from each process's own RNG)."""
+        world = self.ctx.world_size
+        x0, y = draw_batch(images, labels, local_batch * world, self.config, self.model.null_label, self.generator)
+        part = slice(self.ctx.rank * local_batch, (self.ctx.rank + 1) * local_batch) if world > 1 else None
         if self.config.channels_last and x0.is_cuda:
             x0 = x0.contiguous(memory_format=torch.channels_last)
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.step, self.config)
         with torch.autocast(self.ctx.device.type, dtype=torch.bfloat16, enabled=self.use_bf16):
-            loss = simple_loss(self.forward, self.schedule, x0, y, generator=self.generator)
+            loss = simple_loss(self.forward, self.schedule, x0, y, generator=self.generator, part=part)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.grad_clip > 0:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from diffbench import layout
+from diffbench import atomic, layout
 from diffbench.classifier import (
     load_classifier,
     save_classifier,
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     extractor = load_classifier(out / "classifier.pt", device, config.bf16)
     record["weights_sha256"] = extractor.weights_sha256
     write_json(out / "classifier.json", record)
-    (out / "model_card.md").write_text(render_card(record))
+    atomic.write_text(out / "model_card.md", render_card(record))
 
     features = extractor.extract(ref_images, metrics["batch_size"])
     meta = reference_meta(args.dataset, metrics["reference_split"], len(ref_images), sha256_file(ref_path), extractor)

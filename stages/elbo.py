@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> None:
 
     ctx = distributed.setup(os.environ.get("DIFFBENCH_DEVICE"))
     model.net.to(ctx.device)
-    local = evaluate(model, images, labels, settings, rank=ctx.rank, world_size=ctx.world_size)
+    local = evaluate(model, images, labels, settings, rank=ctx.rank, world_size=ctx.world_size,
+                     label=f"ELBO {spec.name}")
     terms = gather_terms(local.seeds, local.terms)
     seconds = float(max(distributed.gather_arrays(torch.tensor(local.seconds))))
     if not ctx.is_main:

@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import torch
 
-from diffbench import distributed, layout, samplers
+from diffbench import atomic, distributed, layout, samplers
 from diffbench.cli import environment, stage_main, stage_parser, write_json
 from diffbench.generation import class_labels, generate, is_deterministic, load_model
 from diffbench.hashing import sha256_file
@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     generated = generate(
         model, generation.kind, settings, generation.steps, seeds, generation.guidance, sampling["batch_size"],
         bf16=sampling["bf16"], rank=ctx.rank, world_size=ctx.world_size,
+        label=f"generate {generation.model.name} {generation.run}",
     )
     images, image_seeds = gather_in_seed_order(generated.images, generated.seeds)
     seconds = float(max(distributed.gather_arrays(torch.tensor(generated.seconds))))
@@ -68,8 +69,9 @@ def main(argv: list[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     labels = class_labels(torch.from_numpy(image_seeds), model.num_classes)
     asked = labels is not None and generation.guidance is not None  # unguided samples ask for no class
-    np.savez(out / "samples.npz", images=images, seeds=image_seeds,
-             labels=labels.numpy() if asked else np.full(len(image_seeds), -1))
+    sample_labels = labels.numpy() if asked else np.full(len(image_seeds), -1)
+    atomic.write_with(out / "samples.npz", lambda handle: np.savez(handle, images=images, seeds=image_seeds,
+                                                                   labels=sample_labels))
     device = distributed.device_name(ctx.device)
     declared = samplers.expected_nfe(generation.kind, settings, model.schedule, generation.steps)
     write_json(out / "generation.json", generation_record(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from diffbench import layout
+from diffbench import atomic, layout
 from diffbench.cli import default_device, environment, stage_main, stage_parser, write_json
 from diffbench.config import load_params
 from diffbench.data import load_split, take_subset
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     out = layout.model_dir(f"{spec.name}-noisy-classifier")
     save_noisy_classifier(out / "noisy_classifier.pt", model, provenance)
     load_noisy_classifier(out / "noisy_classifier.pt", schedule)  # the file reads back for its schedule
-    (out / "accuracy_by_t.tsv").write_text(accuracy_tsv(rows))
+    atomic.write_text(out / "accuracy_by_t.tsv", accuracy_tsv(rows))
     record = provenance | {
         "schedule": spec.schedule, "timesteps": params.timesteps, "net": asdict(net),
         "parameters": count_parameters(model), "result": asdict(result), "accuracy_by_t": rows,
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
         "weights_sha256": sha256_file(out / "noisy_classifier.pt"), "environment": environment(),
     }
     write_json(out / "train.json", record)
-    (out / "model_card.md").write_text(render_card(record))
+    atomic.write_text(out / "model_card.md", render_card(record))
     first, last = rows[0], rows[-1]
     print(f"{spec.name}: noisy classifier accuracy {first['accuracy']:.4f} at t={first['t']}, "
           f"{last['accuracy']:.4f} at t={last['t']}; {result.seconds:.0f} s on {result.device} -> {out}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from diffbench import atomic
 from diffbench.cli import stage_main, stage_parser
 from diffbench.data import resolve_local_dir
 from diffbench.errors import ParamsError
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
         if local is not None and not local.is_dir():
             raise ParamsError(f"datasets.{name}.local: {local} is not a folder")
     resolve_weights(params.section("metrics").get("inception_weights"))
-    OUTPUT.write_text(CONTENT)
+    atomic.write_text(OUTPUT, CONTENT)
     print(f"preflight: {len(params.plan.generations)} planned runs of {len(params.plan.models)} models; inputs present")
 
 

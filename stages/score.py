@@ -7,6 +7,9 @@ record plus every metric with its 95% interval and the metrics' provenance) and 
 from __future__ import annotations
 
 import time
+import zipfile
+import zlib
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,13 +25,21 @@ from diffbench.records import score_record
 
 
 def load_samples(path) -> tuple[np.ndarray, np.ndarray | None]:
-    """Images and the classes they asked for (None: unguided); a broken file fails naming it."""
+    """Images and the classes they asked for (None: unguided); a missing, truncated or broken file
+    fails in one line naming it and the command that rebuilds it."""
+    rebuild = f"rebuild it with `{layout.rebuild_command(path)}`"
+    if not Path(path).is_file():
+        raise DiffbenchError(f"{path}: samples file not found; {rebuild}")
     try:
-        with np.load(path) as data:
+        with np.load(path, allow_pickle=False) as data:
             images, labels = data["images"], data["labels"]
-    except (OSError, ValueError, KeyError) as error:
-        raise DiffbenchError(f"{path}: not a readable samples file ({error}); rebuild it with "
-                             "`dvc repro -f generate@<model>.<run>`") from None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise DiffbenchError(f"{path}: not a readable samples file ({type(error).__name__}: {reason}); "
+                             f"{rebuild}") from None
+    if images.dtype != np.uint8 or images.ndim != 4 or labels.shape != images.shape[:1]:
+        raise DiffbenchError(f"{path}: not a samples file (images {images.dtype} {images.shape}, labels "
+                             f"{labels.shape}; expected uint8 N×H×W×C and N labels); {rebuild}")
     return images, (labels if len(labels) and labels.min() >= 0 else None)
 
 

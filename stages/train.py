@@ -24,6 +24,7 @@ from diffbench.data import load_split
 from diffbench.flops import utilisation
 from diffbench.hashing import sha256_file
 from diffbench.loss_window import LossRow, loss_tsv
+from diffbench.progress import eta
 from diffbench.run_clock import summary
 from diffbench.training import Trainer, load_training_data, make_trainer
 from diffbench.unet import count_parameters
@@ -72,8 +73,9 @@ def main(argv: list[str] | None = None) -> None:
 
     def log(row: LossRow, images_per_second: float) -> None:
         write_text_atomic(loss_tsv(trainer.history), loss_file)
-        print(f"{spec.name} step {row.step}/{steps} loss {row.loss:.4f} lr {row.lr:.2e} "
-              f"{images_per_second:.0f} img/s", flush=True)
+        steps_per_second = images_per_second / trainer.config.batch_size
+        print(f"{spec.name} step {row.step}/{steps} ({100 * row.step // max(steps, 1)}%) loss {row.loss:.4f} "
+              f"lr {row.lr:.2e} {images_per_second:.0f} img/s, {eta(row.step, steps, steps_per_second)}", flush=True)
 
     if ctx.is_main:  # the history so far (DVC deleted loss.tsv before the stage started)
         write_text_atomic(loss_tsv(trainer.history), loss_file)

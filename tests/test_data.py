@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import pickle
 import struct
 import tarfile
@@ -202,7 +203,7 @@ def test_mnist_prepare_and_load(synthetic_mnist, tmp_path):
             "shape": list(images.shape),
             "sha256": sha256_file(tmp_path / "out" / f"{split}.npz"),
         }
-    assert provenance["source"] == f"local:{folder}" and provenance["input_sha256"] == data.MNIST_SHA256
+    assert provenance["source"] == "local" and provenance["input_sha256"] == data.MNIST_SHA256
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["test.npz", "train.npz"]  # no temp files left
 
 
@@ -213,6 +214,48 @@ def test_prepare_is_byte_deterministic(synthetic_mnist, tmp_path):
     assert first["splits"] == second["splits"]
     with zipfile.ZipFile(tmp_path / "a" / "train.npz") as archive:  # no wall-clock timestamps inside
         assert {info.date_time for info in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+
+
+@pytest.mark.parametrize("kind", ["mnist", "imagefolder"])
+def test_provenance_json_is_byte_identical_from_two_folders_with_the_same_files(tmp_path, monkeypatch, kind):
+    """The prepare stage's provenance.json (a DVC output) holds file names and sha256s, never a path,
+    host or time: identical raw files in two different folders, prepared from two different working
+    folders, give byte-identical provenance.json files."""
+    import shutil
+
+    import yaml
+
+    from stages import prepare
+
+    root = Path(__file__).resolve().parents[1]
+    if kind == "mnist":
+        arrays = write_mnist(tmp_path / "raw-a" / "deep" / "mnist")
+        monkeypatch.setattr(data, "MNIST_SHA256", {name: sha256_bytes(idx_bytes(a)) for name, a in arrays.items()})
+        name, entry = "mnist", {"kind": "mnist"}
+    else:
+        image_tree(tmp_path / "raw-a" / "deep" / "mnist")
+        name, entry = "mnist", {"kind": "imagefolder"}  # no archive: the local folder itself
+    shutil.copytree(tmp_path / "raw-a" / "deep" / "mnist", tmp_path / "raw-b-elsewhere")
+    texts = []
+    for work, raw in (("work-a", tmp_path / "raw-a" / "deep" / "mnist"), ("work-b", tmp_path / "raw-b-elsewhere")):
+        params = yaml.safe_load((root / "profiles" / "quick" / "params.yaml").read_text())
+        params["datasets"][name] = entry | {"local": str(raw)}
+        (tmp_path / work).mkdir()
+        (tmp_path / work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        monkeypatch.chdir(tmp_path / work)
+        prepare.main([name])
+        texts.append((tmp_path / work / "data" / name / "provenance.json").read_bytes())
+        assert sorted(p.name for p in (tmp_path / work / "data" / name).iterdir()) == [
+            "provenance.json", "test.npz", "train.npz"]  # no temp files left behind
+    assert texts[0] == texts[1]
+    text = texts[0].decode()
+    assert str(tmp_path) not in text and "raw-" not in text and "work-" not in text
+    import socket
+
+    hostname = socket.gethostname()
+    assert len(hostname) < 4 or hostname not in text
+    record = json.loads(text)
+    assert all(len(digest) == 64 for digest in record["input_sha256"].values())
 
 
 def test_mnist_checksum_mismatch_names_file_and_hashes(tmp_path):
@@ -338,7 +381,7 @@ def test_imagefolder_from_tar_gz(tmp_path):
     provenance = prepare_dataset(imagefolder_spec("tiny.tar.gz", digest), tmp_path / "out", tmp_path)
     check_imagefolder(tmp_path / "out", expected)
     assert provenance["input_sha256"] == {"tiny.tar.gz": digest}
-    assert provenance["source"] == f"local:{tmp_path / 'tiny.tar.gz'}"
+    assert provenance["source"] == "local:tiny.tar.gz"  # the name params.yaml gives, never a path
     assert provenance["class_names"] == sorted(CLASSES)
 
 

@@ -70,3 +70,60 @@ def test_two_gloo_processes_make_the_one_process_sample_set(tmp_path):
     assert two["seeds"].tolist() == SEEDS
     assert np.array_equal(two["images"], one.images)  # bitwise: per-image seeds, no batch or rank dependence
     assert two["mean"].tolist() == [0.5]
+
+
+def train_worker(rank: int, world_size: int, port: int, out: str) -> None:
+    import os
+
+    from tests.test_training import config, data
+    from diffbench.diffusion import NoiseSchedule
+    from diffbench.training import Trainer, run_signature
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    ctx = distributed.setup("cpu")
+    try:
+        trained = two_step_trainer(ctx)
+        if ctx.is_main:
+            torch.save(trained.model.state_dict(), out)
+    finally:
+        distributed.cleanup()
+
+
+def two_step_trainer(ctx: distributed.Context):
+    """4 steps at global batch 8 of a dropout-free tiny U-Net (dropout masks come from each process's RNG)."""
+    from dataclasses import replace
+
+    from tests.test_training import config, data
+    from diffbench.diffusion import NoiseSchedule
+    from diffbench.training import Trainer, run_signature
+
+    images, labels = data()
+    cfg = config(steps=4, batch_size=8, bf16=False, checkpoint_every=100)
+    unet = replace(tiny_unet_config(), dropout=0.0)
+    schedule = NoiseSchedule.named("linear", 100)
+    trainer = Trainer(unet, schedule, cfg, seed=3, ctx=ctx, signature=run_signature(unet, schedule, cfg, 3, "d"))
+    trainer.fit(images, labels, None, lambda *row: None)
+    return trainer
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_train_as_one_process_with_the_same_global_batch(tmp_path):
+    out = tmp_path / "two.pt"
+    mp.spawn(train_worker, args=(2, free_port(), str(out)), nprocs=2, join=True)
+    two = torch.load(out)
+    torch.set_num_threads(1)
+    one = two_step_trainer(distributed.Context(rank=0, world_size=1, device=torch.device("cpu"))).model.state_dict()
+    # Same batches, t and noise on both sides; only the order of float sums differs (the all-reduce mean of two
+    # half-batch gradients vs one full-batch gradient), so the weights agree to float32 rounding after Adam.
+    worst = max(float((two[k] - one[k]).abs().max()) for k in one)
+    changed = max(float((one[k] - v).abs().max()) for k, v in initial_weights().items())
+    assert worst < 1e-5 < changed, (worst, changed)
+
+
+def initial_weights() -> dict:
+    from dataclasses import replace
+
+    torch.manual_seed(3)
+    return UNet(replace(tiny_unet_config(), dropout=0.0)).state_dict()

@@ -77,6 +77,15 @@ NAME = "mysampler"
 '''
 
 
+def outputs(repo: Path) -> dict[str, str]:
+    """sha256 of every file under the pipeline's output folders."""
+    import hashlib
+
+    return {str(p.relative_to(repo)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for folder in ("data", "features", "reference_models", "results", "reports")
+            for p in sorted((repo / folder).rglob("*")) if p.is_file()}
+
+
 def ran(output: str) -> set[str]:
     """Stages `dvc repro` ran (not the ones it skipped)."""
     return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
@@ -132,6 +141,23 @@ def test_dvc_repro_end_to_end_then_one_param_change(tmp_path):
     assert ddpm["deterministic"] is False and ddpm["n_samples"] == 8 and ddpm["nfe"] == 20
     card = (repo / "reference_models" / "toy-linear" / "model_card.md").read_text()
     assert "| length | 6 steps" in card and "toy" in card
+
+    # A params mistake fails at preflight in one line and leaves every output byte-identical.
+    before = outputs(repo)
+    good = (repo / "params.yaml").read_text()
+    for path, value, message in (("samplers.ddim.kind", "nosuch", "unknown sampler kind 'nosuch'"),
+                                 ("training.toy.steps", -5, "training.toy.steps")):
+        broken = yaml.safe_load(good)
+        *parents, last = path.split(".")
+        node = broken
+        for part in parents:
+            node = node[part]
+        node[last] = value
+        (repo / "params.yaml").write_text(yaml.safe_dump(broken, sort_keys=False))
+        failed = subprocess.run([DVC, "repro"], cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+        assert failed.returncode != 0 and message in failed.stdout + failed.stderr
+        assert outputs(repo) == before, path
+    (repo / "params.yaml").write_text(good)
 
     run(["git", "add", "-A"], repo, env)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first"], repo, env)

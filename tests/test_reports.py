@@ -121,3 +121,13 @@ def test_a_broken_record_fails_naming_the_file(profile, tmp_path):
     broken.write_text(json.dumps({"dataset": "mnist"}))
     with pytest.raises(DiffbenchError, match="ddim-10-cfg1/metrics.json: not a diffbench run record"):
         build_reports(profile, tmp_path / "reports")
+
+
+def test_a_profile_without_any_record_lists_every_run_as_missing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    p = params()
+    files, _ = build_reports(p, tmp_path / "reports")
+    index = (tmp_path / "reports" / "index.md").read_text()
+    assert f"**missing** ({len(p.plan.generations)} planned runs without a record)" in index
+    assert "No run of this dataset has a record yet" in index
+    assert json.loads((tmp_path / "reports" / "summary.json").read_text()) == {}

@@ -272,3 +272,63 @@ def test_make_trainer_builds_the_pipeline_trainer_from_params():
     assert run.config == TrainConfig(**params.section("training")["mnist"])
     assert run.unet_config.channels == params.section("architectures")["mnist"]["channels"]
     assert run.unet_config.image_size == 28 and run.schedule.name == "cosine"
+
+
+def test_stage_killed_right_after_a_checkpoint_resumes_with_the_whole_loss_curve(stage_dir, monkeypatch):
+    """Killed just after the checkpoint at step 4 (mid-run), outputs deleted as `dvc repro` does: the
+    rerun resumes from checkpoint.pt, which carries the loss rows, so loss.tsv has every logged step
+    exactly once and equals an uninterrupted run's, as do model.pt, the card and train.json's facts."""
+    train_stage()
+    straight = outputs(stage_dir)
+    shutil.rmtree(stage_dir)
+
+    original = training.save_atomic
+
+    def save_then_die(state, path):
+        original(state, path)
+        if state["step"] == 4:
+            raise Killed  # SIGKILL right after the checkpoint reached the disk
+
+    monkeypatch.setattr(training, "save_atomic", save_then_die)
+    with pytest.raises(Killed):
+        train_stage()
+    monkeypatch.setattr(training, "save_atomic", original)
+    assert load_file(stage_dir / "checkpoint.pt")["step"] == 4
+    for name in ("loss.tsv", "train.json", "model.pt", "model_card.md"):  # dvc repro deletes outputs first
+        (stage_dir / name).unlink(missing_ok=True)
+    train_stage()
+    resumed = outputs(stage_dir)
+    steps = [int(line.split("\t")[0]) for line in resumed["loss.tsv"].splitlines()[1:]]
+    assert steps == [2, 4, 6, 8]  # every logged step, once
+    for name in ("model.pt", "loss.tsv", "model_card.md"):
+        assert straight[name] == resumed[name], name
+    timing_free = lambda record: {k: v for k, v in record.items() if k != "run"}  # noqa: E731
+    assert timing_free(resumed["record"]) == timing_free(straight["record"])
+    assert resumed["record"]["result"]["final_loss"] == straight["record"]["result"]["final_loss"] > 0
+    assert [(s["start_step"], s["end_step"]) for s in resumed["record"]["run"]["segments"]] == [(0, 4), (4, 8)]
+
+
+def test_stage_nan_batch_is_one_line_naming_the_step_and_keeps_the_good_checkpoint(stage_dir, monkeypatch, capsys):
+    """A NaN batch at step 6 (after the checkpoint at 4): exit status 2, one line naming step 6, and
+    checkpoint.pt byte-identical to the good step-4 one; no model.pt, card or train.json is written."""
+    original = training.draw_batch
+    calls, seen = [], {}
+
+    def poisoned(*args, **kwargs):
+        x0, y = original(*args, **kwargs)
+        calls.append(None)
+        if len(calls) == 6:  # the batch of step 6
+            seen["checkpoint"] = sha256(stage_dir / "checkpoint.pt")
+            x0 = x0 * float("nan")
+        return x0, y
+
+    monkeypatch.setattr(training, "draw_batch", poisoned)
+    with pytest.raises(SystemExit) as exit_info:
+        train_stage()
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("error: training diverged: non-finite loss at step 6")
+    assert "the last good checkpoint is step 4" in err and "checkpoint.pt" in err
+    assert sha256(stage_dir / "checkpoint.pt") == seen["checkpoint"]
+    assert load_file(stage_dir / "checkpoint.pt")["step"] == 4
+    assert not any((stage_dir / name).exists() for name in ("model.pt", "model_card.md", "train.json"))

@@ -19,6 +19,7 @@ from torch_fidelity.feature_extractor_inceptionv3 import (
 from diffbench.errors import DiffbenchError
 from diffbench.hashing import sha256_file
 from diffbench.metrics.weights import local_weights_file
+from diffbench.progress import Progress
 
 WEIGHTS_ENV = "DIFFBENCH_INCEPTION_WEIGHTS"
 EXTRACTOR_NAME = "inception-v3-compat"
@@ -54,8 +55,9 @@ class InceptionFeatures:
         # fc holds NaN in the offline weights: then never compute (NaN) logits at all.
         model.features_list = [POOL_LAYER, LOGITS_LAYER] if self.has_logits else [POOL_LAYER]
 
-    def extract(self, images: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
-        """Features of uint8 N×H×W×C images (C = 1 or 3): {"pool": N×2048, "logits": N×1008 if has_logits}.
+    def extract(self, images: np.ndarray, batch_size: int, label: str = "Inception features") -> dict[str, np.ndarray]:
+        """Features of uint8 N×H×W×C images (C = 1 or 3): {"pool": N×2048, "logits": N×1008 if has_logits};
+        progress is reported under ``label``.
 
         Arrays are float32, as torch-fidelity's own extraction returns them. Images are resized to
         299×299 inside the network (torch-fidelity's TF-compatible bilinear resize).
@@ -64,12 +66,13 @@ class InceptionFeatures:
         if batch_size < 1:
             raise DiffbenchError(f"feature extraction batch_size must be >= 1, got {batch_size}")
         chunks: dict[str, list[np.ndarray]] = {layer: [] for layer in self.model.features_list}
-        with torch.inference_mode():
+        with torch.inference_mode(), Progress(label, len(images), "images") as progress:
             for start in range(0, len(images), batch_size):
                 batch = as_nchw_rgb(images[start : start + batch_size]).to(self.device)
                 out = self.model.convert_features_tuple_to_dict(self.model(batch))
                 for layer, value in out.items():
                     chunks[layer].append(value.cpu().numpy())
+                progress.update(len(batch))
         result = {"pool": np.concatenate(chunks[POOL_LAYER])}
         if self.has_logits:
             result["logits"] = np.concatenate(chunks[LOGITS_LAYER])

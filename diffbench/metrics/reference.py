@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 import torch_fidelity
 
+from diffbench import atomic
 from diffbench.errors import DiffbenchError
+from diffbench.layout import rebuild_command
 from diffbench.metrics.inception import EXTRACTOR_NAME
 
 META_KEY = "meta_json"
@@ -41,29 +43,30 @@ def save_reference(path: Path, features: dict, meta: dict) -> None:
     arrays = {key: np.asarray(features[key]) for key in FEATURE_KEYS if features.get(key) is not None}
     if "pool" not in arrays:
         raise DiffbenchError(f"reference features for {path} have no 'pool' array")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".part")
-    with open(partial, "wb") as handle:  # a file handle keeps numpy from appending ".npz"
-        np.savez(handle, **arrays, **{META_KEY: np.array(json.dumps(meta, sort_keys=True))})
-    os.replace(partial, path)
+    meta_array = np.array(json.dumps(meta, sort_keys=True))
+    # a file handle keeps numpy from appending ".npz"
+    atomic.write_with(path, lambda handle: np.savez(handle, **arrays, **{META_KEY: meta_array}))
 
 
 def load_reference(path: Path) -> tuple[dict, dict]:
     """(features, meta) from a file written by :func:`save_reference`; DiffbenchError naming it otherwise."""
     path = Path(path)
+    rebuild = f"rebuild it with `{rebuild_command(path)}`"
     if not path.is_file():
         raise DiffbenchError(f"reference features file {path} does not exist")
     try:
         with np.load(path, allow_pickle=False) as data:
             missing = [key for key in ("pool", META_KEY) if key not in data.files]
             if missing:
-                raise DiffbenchError(f"reference features file {path} lacks {' and '.join(missing)}")
+                raise DiffbenchError(f"reference features file {path} lacks {' and '.join(missing)}; {rebuild}")
             meta = json.loads(str(data[META_KEY]))
             features = {key: data[key] for key in FEATURE_KEYS if key in data.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # JSONDecodeError is a ValueError
-        raise DiffbenchError(f"reference features file {path} is unreadable or corrupt ({type(exc).__name__})") from exc
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:  # JSONDecodeError: ValueError
+        raise DiffbenchError(
+            f"reference features file {path} is unreadable or corrupt ({type(exc).__name__}); {rebuild}"
+        ) from None
     if features["pool"].ndim != 2 or not isinstance(meta, dict):
-        raise DiffbenchError(f"reference features file {path} has no N×D 'pool' array or no metadata dict")
+        raise DiffbenchError(f"reference features file {path} has no N×D 'pool' array or no metadata dict; {rebuild}")
     return features, meta
 
 
