@@ -16,6 +16,7 @@ from diffbench.errors import DiffbenchError
 
 COMMANDS: dict[str, tuple[str, str]] = {  # name → (module, one-line help)
     "compare": ("diffbench.compare", "compare two revisions' params and metrics, with significance"),
+    "summary": ("diffbench.summary_table", "print one short line per run of a profile's reports/summary.json"),
     "plan": ("diffbench.plan",
              "write plan.yaml from params.yaml (or print a shard's stages, or check the plan is current)"),
 }

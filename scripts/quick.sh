@@ -8,4 +8,4 @@ bash scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
 cd profiles/quick
 dvc repro "$@"
-dvc metrics show reports/summary.json
+python -m diffbench summary reports/summary.json   # one line per run; the full records: reports/ and results/
