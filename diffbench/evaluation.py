@@ -23,7 +23,7 @@ from diffbench import layout
 from diffbench.classifier import ClassifierFeatures, class_accuracy, load_classifier
 from diffbench.cli import read_json
 from diffbench.config import Params
-from diffbench.data import load_split
+from diffbench.data import load_split, take_subset
 from diffbench.distributed import device_name
 from diffbench.errors import DiffbenchError
 from diffbench.hashing import sha256_file
@@ -181,12 +181,22 @@ def check_inputs(params: Params, dataset: str) -> None:
     clip_score.clip_unavailable_reason(clip["model"], clip["pretrained"], clip["weights"], clip["download"])
 
 
+def clip_check_set(split: tuple[np.ndarray, np.ndarray, list[str]], check_n: int, seed: int,
+                   path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The labelled images of CLIP's zero-shot check: a seeded subset of the split, never its first check_n
+    (image-folder splits are stored class by class, so a prefix would hold one class)."""
+    images, labels, class_names = split
+    images, labels = take_subset(images, labels, min(check_n, len(images)), seed, "metrics.clip.check_n", path)
+    return images, labels, class_names
+
+
 def build_evaluator(params: Params, dataset: str, device: str, extractor: InceptionFeatures | None = None) -> Evaluator:
     """The Evaluator of ``dataset`` as params configure it: Inception (``extractor`` if already loaded),
     the reference classifier and CLIP."""
     metrics = params.section("metrics")
     extractor = extractor or load_inception(metrics.get("inception_weights"), device)
     classifier = ClassifierScoring.load(dataset, device)
-    reference = load_split(layout.split_file(dataset, metrics["reference_split"]))
-    clip = ClipScoring.build(metrics["clip"], dataset, reference, device)
+    path = layout.split_file(dataset, metrics["reference_split"])
+    check_set = clip_check_set(load_split(path), metrics["clip"]["check_n"], params.seed, path)
+    clip = ClipScoring.build(metrics["clip"], dataset, check_set, device)
     return Evaluator(layout.reference_file(dataset), extractor, metrics, params.seed, classifier, clip)

@@ -97,3 +97,13 @@ def test_provenance_names_the_classifier(workdir):
     record = evaluator(workdir, scoring(workdir)).provenance(20)
     assert record["classifier"]["test_accuracy"] == 1.0 and record["classifier"]["weights_sha256"] == "f" * 64
     assert record["n_samples"] == 20 and record["clip"] is None
+
+
+def test_clip_check_sees_every_class_of_a_split_stored_class_by_class(tmp_path):
+    from diffbench.evaluation import clip_check_set
+
+    labels = np.repeat(np.arange(10), 100)  # class by class, as image-folder splits are stored
+    images = np.zeros((1000, 4, 4, 3), np.uint8)
+    chosen, chosen_labels, names = clip_check_set((images, labels, list("abcdefghij")), 64, 0, tmp_path / "t.npz")
+    assert len(chosen) == 64 and len(set(chosen_labels.tolist())) >= 8 and names == list("abcdefghij")
+    assert clip_check_set((images, labels, []), 5000, 0, tmp_path / "t.npz")[0].shape[0] == 1000
