@@ -80,11 +80,13 @@ class ClipScoring:
     check: clip_score.ClipCheck | None = None
     batch_size: int = 1
     unavailable: str | None = None
+    level: float = 0.95
 
     @classmethod
     def build(cls, settings: dict, dataset: str, reference: tuple[np.ndarray, np.ndarray, list[str]],
-              device: str) -> "ClipScoring":
-        """Load the model of params ``metrics.clip``; zero-shot check it on the labelled reference split."""
+              device: str, level: float = 0.95) -> "ClipScoring":
+        """Load the model of params ``metrics.clip``; zero-shot check it on the labelled reference images;
+        scores get t-intervals at ``level``."""
         reason = clip_score.clip_unavailable_reason(
             settings["model"], settings["pretrained"], settings["weights"], settings["download"])
         if reason is not None:
@@ -95,13 +97,14 @@ class ClipScoring:
         n = min(settings["check_n"], len(images))
         check = clip_score.clip_check(scorer, images[:n], labels[:n], prompts, settings["batch_size"],
                                       settings["check_alpha"])
-        return cls(scorer, prompts, check, settings["batch_size"])
+        return cls(scorer, prompts, check, settings["batch_size"], level=level)
 
     def score(self, images: np.ndarray, labels: np.ndarray | None) -> dict:
         """CLIP entries of a metrics record (numbers None with a reason where there is no score)."""
         if self.scorer is None or labels is None:
             return clip_score.clip_unavailable_metrics(self.unavailable or NO_CLASS_REQUESTED)
-        return clip_score.clip_metrics(self.scorer, images, labels, self.prompts, self.batch_size, self.check)
+        return clip_score.clip_metrics(self.scorer, images, labels, self.prompts, self.batch_size, self.check,
+                                       self.level)
 
     def provenance(self) -> dict | None:
         return None if self.scorer is None else self.scorer.info
@@ -198,5 +201,5 @@ def build_evaluator(params: Params, dataset: str, device: str, extractor: Incept
     classifier = ClassifierScoring.load(dataset, device)
     path = layout.split_file(dataset, metrics["reference_split"])
     check_set = clip_check_set(load_split(path), metrics["clip"]["check_n"], params.seed, path)
-    clip = ClipScoring.build(metrics["clip"], dataset, check_set, device)
+    clip = ClipScoring.build(metrics["clip"], dataset, check_set, device, metrics["interval_level"])
     return Evaluator(layout.reference_file(dataset), extractor, metrics, params.seed, classifier, clip)

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     if not ctx.is_main:
         distributed.cleanup()
         return
-    values = summarize(terms)
+    values = summarize(terms, params.section("metrics")["interval_level"])
     k = resolve_k(settings.timesteps_per_image, model.schedule.timesteps)
     device = distributed.device_name(ctx.device)
     write_json(layout.elbo_file(spec.name), {

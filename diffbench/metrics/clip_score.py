@@ -318,9 +318,10 @@ def clip_check(
 # --------------------------------------------------------------------------- reported values
 
 
-def _record(check: ClipCheck | None, reason: str | None, values: np.ndarray | None = None) -> dict:
+def _record(check: ClipCheck | None, reason: str | None, values: np.ndarray | None = None,
+            level: float = 0.95) -> dict:
     """The CLIP entries of a metrics record, with the same keys whether a score is reported or not."""
-    mean, lo, hi = mean_interval(values) if values is not None else (None, None, None)
+    mean, lo, hi = mean_interval(values, level) if values is not None else (None, None, None)
     return {
         "clip_score": mean,
         "clip_score_lo": lo,
@@ -339,9 +340,11 @@ def clip_unavailable_metrics(reason: str) -> dict:
 
 
 def clip_metrics(
-    scorer: ClipScorer, images: np.ndarray, labels: np.ndarray, prompts: list[str], batch_size: int, check: ClipCheck
+    scorer: ClipScorer, images: np.ndarray, labels: np.ndarray, prompts: list[str], batch_size: int, check: ClipCheck,
+    level: float = 0.95,
 ) -> dict:
-    """CLIP entries of a metrics record: mean score with its 95% t-interval, or None with the reason.
+    """CLIP entries of a metrics record: mean score with its t-interval at ``level`` (params
+    ``metrics.interval_level``), or None with the reason.
 
     ``check`` must come from :func:`clip_check` with this scorer's weights and the same prompts; after a
     failed check no image is scored and the check's reason is reported instead of a number.
@@ -350,4 +353,4 @@ def clip_metrics(
         raise DiffbenchError("the CLIP zero-shot check was made with other prompts or weights than the score")
     if not check.passed:
         return _record(check, check.reason)
-    return _record(check, None, scorer.scores(images, labels, prompts, batch_size))
+    return _record(check, None, scorer.scores(images, labels, prompts, batch_size), level)

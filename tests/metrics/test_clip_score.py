@@ -344,3 +344,12 @@ def test_a_check_with_other_prompts_is_refused(scorer):
     other = class_prompts("a handwritten digit {class}", [str(k) for k in range(10)])
     with pytest.raises(DiffbenchError):
         clip_metrics(scorer, ref, np.arange(10), other, 10, check)
+
+
+def test_the_interval_level_sets_the_width_of_the_clip_interval():
+    from diffbench.metrics.clip_score import _record
+
+    values = np.random.default_rng(0).normal(30.0, 2.0, 200)
+    wide, narrow = _record(None, None, values, 0.99), _record(None, None, values, 0.8)
+    assert wide["clip_score"] == narrow["clip_score"]
+    assert wide["clip_score_hi"] - wide["clip_score_lo"] > 1.5 * (narrow["clip_score_hi"] - narrow["clip_score_lo"])
