@@ -307,3 +307,20 @@ def test_stage_fails_before_work_naming_the_field(stage_dir, capsys):
     with pytest.raises(SystemExit):
         stage.main(["mnist", "cosine"])
     assert "elbo.n_images: 8 > the 7 images of the test split" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("schedule_name", ["linear", "cosine", "sigmoid"])
+@pytest.mark.parametrize("variance", ["large", "small"])
+def test_the_bound_scores_the_reverse_step_the_ddpm_sampler_takes(schedule_name, variance):
+    """The ELBO's p_θ(x_{t−1} | x_t) and the DDPM sampler's step share mean coefficients and variance."""
+    from diffbench.diffusion import NoiseSchedule
+    from diffbench.elbo import ReverseProcess
+    from diffbench.samplers import ddpm
+
+    schedule = NoiseSchedule.named(schedule_name, 100)
+    sampler = ddpm._coefficients(schedule, ddpm.Settings(variance=variance))
+    bound = ReverseProcess.build(schedule, variance, "cpu")
+    for name in ("alpha_bar", "coef_x0", "coef_xt"):
+        np.testing.assert_allclose(getattr(bound, name).numpy(), sampler[name], rtol=1e-12, err_msg=name)
+    # t ≥ 1 (0-based): at t = 0 the sampler adds no noise and the bound scores the discrete decoder instead.
+    np.testing.assert_allclose(bound.model_log_var.exp().numpy()[1:], sampler["sigma"][1:] ** 2, rtol=1e-12)
