@@ -108,7 +108,7 @@ def main() -> None:
     suite, t[f"full suite with intervals (B={args.resamples})"] = timed(
         lambda: fidelity_metrics(gen, ref, config, device), device)
     if args.classifier:
-        from diffbench.classifier import load_classifier
+        from diffbench.classifier_features import load_classifier
 
         clf = load_classifier(args.classifier, device)
         _, t["classifier features"] = timed(lambda: clf.extract(gen_images, args.batch), device)

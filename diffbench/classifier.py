@@ -1,9 +1,8 @@
-"""Reference classifiers that score generated samples offline: class accuracy of conditional samples,
-and FID / IS on the classifier's own penultimate features and logits.
+"""Training of the reference classifiers that score generated samples offline (class accuracy of
+conditional samples, FID / IS on the classifier's own features): the network is ``diffbench.resnet9``,
+its use on the metric path ``diffbench.classifier_features`` (which scoring imports without this module).
 
-The network is the ResNet-9 of David Page's DAWNBench CIFAR-10 entry (prep conv, three conv-BN-ReLU
-stages with max-pooling, two residual blocks, global max-pool, a linear head scaled by 1/8). Training
-follows his recipe: SGD with Nesterov momentum, a one-cycle learning rate (linear up over the first
+Training follows David Page's DAWNBench recipe: SGD with Nesterov momentum, a one-cycle learning rate (linear up over the first
 fifth of the steps, linear down to 0), label smoothing, pad-and-crop plus (for natural images)
 horizontal flips. The whole training split sits on the device as uint8; a batch and its augmentation
 are one gather of pixel indices (reflect padding, per-image offsets, flips), drawn from one
@@ -14,89 +13,26 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from diffbench.checkpoint import load_file, save_atomic
 from diffbench.classifier_config import ClassifierConfig
+from diffbench.classifier_features import (  # noqa: F401  (re-exported: the classifier's public names)
+    CLASSIFIER_FORMAT, EXTRACTOR_NAME, ClassifierFeatures, class_accuracy, load_classifier, save_classifier,
+)
+from diffbench.diffusion import to_model_space
 from diffbench.distributed import device_name
 from diffbench.errors import DiffbenchError
-from diffbench.hashing import sha256_file
 from diffbench.metrics.inception import check_images
-from diffbench.metrics.intervals import wilson_interval
 from diffbench.progress import Progress
-from diffbench.training import load_training_data, to_model_space
+from diffbench.resnet9 import NetConfig, ResNet9
+from diffbench.training import load_training_data
 
-CLASSIFIER_FORMAT = "diffbench-classifier-1"
-REQUIRED_KEYS = ("format", "net", "state_dict")
-EXTRACTOR_NAME = "diffbench-resnet9"
-LOGIT_SCALE = 0.125  # Page's output scaling: small initial logits, a smoother loss early on
 MOMENTUM = 0.9
 WARMUP_FRACTION = 0.2  # Page: 5 of 24 epochs up, the rest down
-
-@dataclass(frozen=True)
-class NetConfig:
-    """What the network needs to be rebuilt: image shape, classes, width."""
-
-    height: int
-    width: int
-    channels: int
-    num_classes: int
-    base_width: int
-
-    @property
-    def feature_dim(self) -> int:
-        return 8 * self.base_width
-
-
-# --------------------------------------------------------------------------- network
-
-
-def conv_bn(c_in: int, c_out: int) -> nn.Sequential:
-    """3×3 conv (no bias), batch norm, ReLU."""
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
-
-
-class Residual(nn.Module):
-    """x + conv_bn(conv_bn(x))."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.body = nn.Sequential(conv_bn(channels, channels), conv_bn(channels, channels))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
-
-
-class ResNet9(nn.Module):
-    """Page's ResNet-9: widths w, 2w, 4w, 8w; 8w-d penultimate features; logits scaled by 1/8."""
-
-    def __init__(self, net: NetConfig):
-        super().__init__()
-        self.net = net
-        w = net.base_width
-        self.body = nn.Sequential(
-            conv_bn(net.channels, w),
-            conv_bn(w, 2 * w), nn.MaxPool2d(2), Residual(2 * w),
-            conv_bn(2 * w, 4 * w), nn.MaxPool2d(2),
-            conv_bn(4 * w, 8 * w), nn.MaxPool2d(2), Residual(8 * w),
-            nn.AdaptiveMaxPool2d(1), nn.Flatten(),
-        )
-        self.head = nn.Linear(8 * w, net.num_classes, bias=False)
-
-    def features_and_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(N×8w penultimate features, N×K logits) of model-space images N×C×H×W in [−1, 1]."""
-        features = self.body(x)
-        return features, self.head(features) * LOGIT_SCALE
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features_and_logits(x)[1]
-
 
 # --------------------------------------------------------------------------- augmentation
 
@@ -263,76 +199,3 @@ def train_classifier(
     return trainer.model, result
 
 
-# --------------------------------------------------------------------------- features for metrics
-
-
-class ClassifierFeatures:
-    """A trained classifier as a feature extractor (the interface of ``InceptionFeatures``)."""
-
-    name = EXTRACTOR_NAME
-
-    def __init__(self, model: ResNet9, weights_sha256: str | None, device: str | torch.device, bf16: bool = False):
-        self.model = model.to(device).eval()
-        self.weights_sha256 = weights_sha256
-        self.device = torch.device(device)
-        self.bf16 = bf16 and self.device.type == "cuda"
-
-    def extract(self, images: np.ndarray, batch_size: int, label: str = "classifier features") -> dict[str, np.ndarray]:
-        """{"pool": N×8w penultimate features, "logits": N×K}, float32, of uint8 N×H×W×C images;
-        progress is reported under ``label``."""
-        check_images(images)
-        net = self.model.net
-        if images.shape[1:] != (net.height, net.width, net.channels):
-            raise DiffbenchError(
-                f"the classifier takes {net.height}×{net.width}×{net.channels} images, "
-                f"got {'×'.join(map(str, images.shape[1:]))}"
-            )
-        if batch_size < 1:
-            raise DiffbenchError(f"feature extraction batch_size must be >= 1, got {batch_size}")
-        pools, logits = [], []
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16), \
-                Progress(label, len(images), "images") as progress:
-            for start in range(0, len(images), batch_size):
-                chunk = np.ascontiguousarray(images[start : start + batch_size])
-                batch = to_model_space(torch.from_numpy(chunk).to(self.device))
-                pool, logit = self.model.features_and_logits(batch)
-                pools.append(pool.float().cpu().numpy())
-                logits.append(logit.float().cpu().numpy())
-                progress.update(len(chunk))
-        return {"pool": np.concatenate(pools), "logits": np.concatenate(logits)}
-
-
-def class_accuracy(logits: np.ndarray, requested_labels: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
-    """(accuracy, lo, hi): share of samples the classifier assigns to their requested class, with a
-    Wilson interval."""
-    logits, labels = np.asarray(logits), np.asarray(requested_labels)
-    if logits.ndim != 2 or labels.shape != logits.shape[:1]:
-        raise DiffbenchError(f"class_accuracy needs N×K logits and N labels, got {logits.shape} and {labels.shape}")
-    hits = int((logits.argmax(1) == labels).sum())
-    return wilson_interval(hits, len(labels), level)
-
-
-# --------------------------------------------------------------------------- files
-
-
-def save_classifier(path: str | Path, model: ResNet9, provenance: dict) -> None:
-    """Write the classifier file (format tag, network config, weights on the CPU, provenance) atomically."""
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    file = {"format": CLASSIFIER_FORMAT, "net": asdict(model.net), "state_dict": state, "provenance": provenance}
-    save_atomic(file, path)
-
-
-def load_classifier(path: str | Path, device: str | torch.device, bf16: bool = False) -> ClassifierFeatures:
-    """The extractor of a file written by :func:`save_classifier`; its weights_sha256 is the file's."""
-    state = load_file(path, REQUIRED_KEYS)
-    if state["format"] != CLASSIFIER_FORMAT:
-        raise DiffbenchError(f"{path}: classifier format {state['format']!r}, expected {CLASSIFIER_FORMAT!r}")
-    try:
-        model = ResNet9(NetConfig(**state["net"]))
-        model.load_state_dict(state["state_dict"])
-    except (TypeError, RuntimeError) as error:
-        detail = (str(error).strip().splitlines() or [""])[0]
-        raise DiffbenchError(
-            f"{path}: classifier weights do not fit its network ({type(error).__name__}: {detail})"
-        ) from None
-    return ClassifierFeatures(model, sha256_file(path), device, bf16)

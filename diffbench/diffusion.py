@@ -47,6 +47,11 @@ def broadcast(values: torch.Tensor, t: torch.Tensor, ndim: int) -> torch.Tensor:
     return values[t].reshape(-1, *([1] * (ndim - 1)))
 
 
+def to_model_space(images: torch.Tensor) -> torch.Tensor:
+    """uint8 N×H×W×C → float N×C×H×W in [−1, 1] (x/127.5 − 1): the space the model and q(x_t | x_0) work in."""
+    return images.permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
 def q_sample(schedule: NoiseSchedule, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     """x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε (Ho et al. eq. 4)."""
     alpha_bar = schedule.tensor(schedule.alpha_bar, x0.device)

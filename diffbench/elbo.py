@@ -38,7 +38,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 
-from diffbench.diffusion import NoiseSchedule, broadcast, q_sample
+from diffbench.diffusion import NoiseSchedule, broadcast, q_sample, to_model_space
 from diffbench.elbo_settings import ElboSettings, check_variance, resolve_k
 from diffbench.errors import DiffbenchError, ParamsError
 from diffbench.generation import LoadedModel
@@ -47,7 +47,6 @@ from diffbench.metrics.intervals import mean_interval
 from diffbench.noise import image_noise
 from diffbench.progress import Progress
 from diffbench.samplers import EpsFn
-from diffbench.training import to_model_space
 
 TIME_STREAM = 0
 XT_STREAM = 1

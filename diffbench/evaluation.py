@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from diffbench import layout
-from diffbench.classifier import ClassifierFeatures, class_accuracy, load_classifier
+from diffbench.classifier_features import ClassifierFeatures, class_accuracy, load_classifier
 from diffbench.cli import read_json
 from diffbench.config import Params
 from diffbench.data import load_split, take_subset

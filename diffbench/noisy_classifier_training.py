@@ -21,12 +21,12 @@ import torch
 import torch.nn.functional as F
 
 from diffbench.validation import typed_section
-from diffbench.diffusion import NoiseSchedule, q_sample
+from diffbench.diffusion import NoiseSchedule, q_sample, to_model_space
 from diffbench.distributed import device_name
 from diffbench.errors import DiffbenchError, ParamsError
 from diffbench.metrics.intervals import wilson_interval
 from diffbench.noisy_classifier import NoisyClassifier, NoisyClassifierConfig
-from diffbench.training import load_training_data, to_model_space
+from diffbench.training import load_training_data
 
 WARMUP_FRACTION = 0.05
 ARCHITECTURE_KEYS = {

@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from diffbench import distributed
 from diffbench.checkpoint import MODEL_FORMAT, load_file, save_atomic
-from diffbench.diffusion import NoiseSchedule, simple_loss
+from diffbench.diffusion import NoiseSchedule, simple_loss, to_model_space  # noqa: F401  (re-exported)
 from diffbench.ema import EMA, WARMUP_RULE
 from diffbench.errors import DiffbenchError
 from diffbench.flops import forward_flops
@@ -65,11 +65,6 @@ class TrainConfig:
         """The fields that change what is learned (not how long or how it is logged)."""
         skip = {"steps", "checkpoint_every", "log_every", "compile"}
         return {k: v for k, v in asdict(self).items() if k not in skip}
-
-
-def to_model_space(images: torch.Tensor) -> torch.Tensor:
-    """uint8 N×H×W×C → float N×C×H×W in [−1, 1] (x/127.5 − 1)."""
-    return images.permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
 def draw_batch(

@@ -11,11 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from diffbench import atomic, layout
-from diffbench.classifier import (
-    load_classifier,
-    save_classifier,
-    train_classifier,
-)
+from diffbench.classifier import train_classifier
+from diffbench.classifier_features import load_classifier, save_classifier
 from diffbench.classifier_card import render_card
 from diffbench.classifier_config import config_for
 from diffbench.cli import (
