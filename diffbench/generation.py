@@ -17,6 +17,7 @@ from diffbench.diffusion import NoiseSchedule
 from diffbench.guidance import guided_eps
 from diffbench.noise import image_noise
 from diffbench.progress import Progress
+from diffbench.sample_chunks import ChunkStore
 from diffbench.samplers import CountingEps, get_sampler
 from diffbench.unet import UNet, UNetConfig
 
@@ -99,25 +100,38 @@ class Generated:
     labels: np.ndarray | None
     seconds: float
     nfe: int | None
+    resumed: int = 0
 
 
 def generate(
     model: LoadedModel, kind: str, settings: Any, steps: int, seeds: list[int], guidance: float | None,
     batch_size: int, bf16: bool = False, rank: int = 0, world_size: int = 1, label: str | None = None,
+    chunks: ChunkStore | None = None,
 ) -> Generated:
     """This process's share (seeds[rank::world_size]) of the images, batched; rank 0 reports its
-    progress under ``label`` (default ``generate <kind> <steps> steps``)."""
+    progress under ``label`` (default ``generate <kind> <steps> steps``). With ``chunks``, batches already
+    stored there are loaded instead of sampled and every new batch is stored (resume after a kill);
+    ``seconds`` then times the sampled batches only and ``resumed`` counts the loaded images."""
     mine = torch.tensor(seeds[rank::world_size], dtype=torch.int64)
     device = next(model.net.parameters()).device
     outputs: list[np.ndarray] = []
     counts: set[int] = set()
+    resumed = 0
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     start = time.perf_counter()
     with Progress(label or f"generate {kind} {steps} steps", len(mine), "images", enabled=rank == 0) as progress:
         for chunk in mine.split(batch_size):
-            x, calls = sample_batch(model, kind, settings, steps, chunk, guidance, bf16)
-            outputs.append(to_uint8(x))
+            stored = chunks.load(chunk.numpy()) if chunks is not None else None
+            if stored is not None:
+                images, calls = stored
+                resumed += len(chunk)
+            else:
+                x, calls = sample_batch(model, kind, settings, steps, chunk, guidance, bf16)
+                images = to_uint8(x)
+                if chunks is not None:
+                    chunks.save(chunk.numpy(), images, calls)
+            outputs.append(images)
             counts.add(calls)
             progress.update(len(chunk))
     seconds = time.perf_counter() - start
@@ -126,7 +140,7 @@ def generate(
     labels = class_labels(mine, model.num_classes)
     images = np.concatenate(outputs) if outputs else np.zeros((0,) + model.image_shape[1:] + model.image_shape[:1], np.uint8)
     nfe = counts.pop() if counts else None
-    return Generated(images, mine.numpy(), None if labels is None else labels.numpy(), seconds, nfe)
+    return Generated(images, mine.numpy(), None if labels is None else labels.numpy(), seconds, nfe, resumed)
 
 
 def is_deterministic(

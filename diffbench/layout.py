@@ -38,6 +38,11 @@ def run_dir(model: str, run_id: str) -> Path:
     return RESULTS / model / run_id
 
 
+def partial_dir(model: str, run_id: str) -> Path:
+    """An interrupted generation's finished batches (not a DVC output; removed once samples.npz exists)."""
+    return run_dir(model, run_id) / "partial"
+
+
 def floor_dir(dataset: str) -> Path:
     """The real-data floor: training images scored against the reference split."""
     return run_dir(f"{dataset}-{FLOOR_MODEL}", FLOOR_RUN)

@@ -8,6 +8,8 @@ rank 0 gathers them. Scoring is the score stage's job: rescoring never resamples
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 import sys
 
@@ -21,6 +23,7 @@ from diffbench.hashing import sha256_file
 from diffbench.errors import ParamsError
 from diffbench.plan import PLAN_COMMAND, load_stage_params
 from diffbench.records import generation_record
+from diffbench.sample_chunks import ChunkStore, signature
 
 
 def gather_in_seed_order(local: np.ndarray, local_seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -50,11 +53,17 @@ def main(argv: list[str] | None = None) -> None:
     ctx = distributed.setup(os.environ.get("DIFFBENCH_DEVICE"))
     model = load_model(str(model_path), ctx.device, compile_model=sampling["compile"])
     seeds = list(range(generation.n_samples))
+    model_sha256 = sha256_file(model_path)
+    chunks = ChunkStore(layout.partial_dir(generation.model.name, generation.run), signature(
+        model=model_sha256, kind=generation.kind, settings=dataclasses.asdict(settings), steps=generation.steps,
+        guidance=generation.guidance, bf16=sampling["bf16"] and ctx.device.type == "cuda",
+        batch_size=sampling["batch_size"], device=ctx.device.type))
     generated = generate(
         model, generation.kind, settings, generation.steps, seeds, generation.guidance, sampling["batch_size"],
         bf16=sampling["bf16"], rank=ctx.rank, world_size=ctx.world_size,
-        label=f"generate {generation.model.name} {generation.run}",
+        label=f"generate {generation.model.name} {generation.run}", chunks=chunks,
     )
+    resumed = int(sum(distributed.gather_arrays(torch.tensor(generated.resumed))))
     images, image_seeds = gather_in_seed_order(generated.images, generated.seeds)
     seconds = float(max(distributed.gather_arrays(torch.tensor(generated.seconds))))
     if not ctx.is_main:
@@ -72,14 +81,16 @@ def main(argv: list[str] | None = None) -> None:
     sample_labels = labels.numpy() if asked else np.full(len(image_seeds), -1)
     atomic.write_with(out / "samples.npz", lambda handle: np.savez(handle, images=images, seeds=image_seeds,
                                                                    labels=sample_labels))
+    chunks.clear()
     device = distributed.device_name(ctx.device)
     declared = samplers.expected_nfe(generation.kind, settings, model.schedule, generation.steps)
     write_json(out / "generation.json", generation_record(
         generation, settings, samplers.label(generation.kind, settings), generated.nfe, declared, deterministic,
         timing={"seconds": seconds, "images_per_second": len(images) / seconds if seconds else None,
                 "world_size": ctx.world_size, "device": device, "batch_size": sampling["batch_size"],
-                "bf16": sampling["bf16"] and ctx.device.type == "cuda", "compile": sampling["compile"]},
-        model={"sha256": sha256_file(model_path), "step": model.file.get("step")},
+                "bf16": sampling["bf16"] and ctx.device.type == "cuda", "compile": sampling["compile"],
+                "resumed_images": resumed},   # loaded from an interrupted run's batches; seconds time the rest
+        model={"sha256": model_sha256, "step": model.file.get("step")},
         environment=environment(),
     ))
     print(f"{generation.model.name} {generation.run}: {len(images)} images, NFE {generated.nfe}, "

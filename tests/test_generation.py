@@ -67,3 +67,44 @@ def test_every_sampler_keeps_images_independent_of_batch_size_and_counts_its_eva
     split = generate(model, kind, settings, steps, list(range(5)), 3.0, batch_size=2)
     assert np.array_equal(whole.images, split.images)
     assert whole.nfe == split.nfe == expected_nfe(kind, settings, model.schedule, steps)
+
+
+class Killed(Exception):
+    """Stands in for SIGKILL during a batch."""
+
+
+def test_a_killed_generation_resumes_from_its_finished_batches(model_file, tmp_path, monkeypatch):
+    from diffbench import generation
+    from diffbench.sample_chunks import ChunkStore
+
+    model = load_model(str(model_file), torch.device("cpu"))
+    settings = make_settings("ddpm", {})
+    seeds = list(range(7))
+    whole = generate(model, "ddpm", settings, 50, seeds, 3.0, batch_size=3).images
+    store = ChunkStore(tmp_path / "partial", "key-a")
+    real, calls, kill = generation.sample_batch, [], [3]
+
+    def dies_on_the_third_batch(*args, **kwargs):
+        calls.append(1)
+        if kill and len(calls) == kill[0]:
+            kill.clear()
+            raise Killed
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(generation, "sample_batch", dies_on_the_third_batch)
+    with pytest.raises(Killed):
+        generate(model, "ddpm", settings, 50, seeds, 3.0, batch_size=3, chunks=store)
+    assert sorted(p.name for p in (tmp_path / "partial").iterdir()) == ["seeds-0-2.npz", "seeds-3-5.npz"]
+    calls.clear()
+    resumed = generate(model, "ddpm", settings, 50, seeds, 3.0, batch_size=3, chunks=store)
+    assert len(calls) == 1 and resumed.resumed == 6  # only the last batch was sampled
+    assert np.array_equal(resumed.images, whole) and resumed.nfe == 50
+    (tmp_path / "partial" / "seeds-6-6.npz").write_bytes(b"damaged")
+    calls.clear()
+    assert np.array_equal(generate(model, "ddpm", settings, 50, seeds, 3.0, batch_size=3, chunks=store).images, whole)
+    assert len(calls) == 1  # the damaged batch is sampled again
+    calls.clear()
+    other = generate(model, "ddpm", settings, 50, seeds, 3.0, batch_size=3, chunks=ChunkStore(tmp_path / "partial", "key-b"))
+    assert len(calls) == 3 and other.resumed == 0  # batches of another signature are never reused
+    store.clear()
+    assert not (tmp_path / "partial").exists()
