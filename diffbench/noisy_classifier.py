@@ -27,7 +27,7 @@ from diffbench import atomic
 from diffbench.checkpoint import load_file
 from diffbench.diffusion import NoiseSchedule
 from diffbench.errors import DiffbenchError, ParamsError
-from diffbench.unet import AttnBlock, Downsample, ResBlock, timestep_embedding
+from diffbench.unet import AttnBlock, Downsample, ResBlock, check_levels, timestep_embedding
 
 NOISY_CLASSIFIER_FORMAT = "diffbench-noisy-classifier-1"
 REQUIRED_KEYS = ("format", "net", "state_dict")
@@ -61,19 +61,7 @@ class NoisyClassifierConfig:
             raise ParamsError(f"{where}: a classifier needs at least 2 classes, got {self.num_classes}")
         if not self.channel_mult or any(not isinstance(m, int) or m < 1 for m in self.channel_mult):
             raise ParamsError(f"{where}.channel_mult: must be a non-empty list of integers >= 1")
-        widths = [self.channels * m for m in self.channel_mult]
-        if any(w % self.norm_groups for w in widths):
-            raise ParamsError(f"{where}.norm_groups: {self.norm_groups} must divide every width {widths}")
-        size = self.image_size
-        for _ in self.channel_mult[:-1]:
-            if size % 2:
-                raise ParamsError(
-                    f"{where}.channel_mult: {len(self.channel_mult)} levels halve {self.image_size}px "
-                    f"to an odd size {size}; use fewer levels"
-                )
-            size //= 2
-        if not 0 <= self.dropout < 1:
-            raise ParamsError(f"{where}.dropout: must be in [0, 1), got {self.dropout}")
+        check_levels(self, where)
 
     @property
     def final_size(self) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -50,19 +51,26 @@ class UNetConfig:
 
     def validate(self) -> None:
         """Fail with one line on impossible shapes."""
-        widths = [self.channels * m for m in self.channel_mult]
-        if any(w % self.norm_groups for w in widths):
-            raise ParamsError(f"architectures.norm_groups: {self.norm_groups} must divide every width {widths}")
-        size = self.image_size
-        for _ in self.channel_mult[:-1]:
-            if size % 2:
-                raise ParamsError(
-                    f"architectures.channel_mult: {len(self.channel_mult)} levels halve {self.image_size}px "
-                    f"to an odd size {size}; use fewer levels"
-                )
-            size //= 2
-        if not 0 <= self.dropout < 1:
-            raise ParamsError(f"architectures.dropout: must be in [0, 1), got {self.dropout}")
+        check_levels(self, "architectures")
+
+
+def check_levels(config: Any, where: str) -> None:
+    """The shape rules of a U-Net's down path (this U-Net's and the noisy classifier's encoder): every width
+    divisible by ``norm_groups``, every halving of ``image_size`` even, dropout in [0, 1); one line naming
+    ``where``.<field> otherwise."""
+    widths = [config.channels * m for m in config.channel_mult]
+    if any(w % config.norm_groups for w in widths):
+        raise ParamsError(f"{where}.norm_groups: {config.norm_groups} must divide every width {widths}")
+    size = config.image_size
+    for _ in config.channel_mult[:-1]:
+        if size % 2:
+            raise ParamsError(
+                f"{where}.channel_mult: {len(config.channel_mult)} levels halve {config.image_size}px "
+                f"to an odd size {size}; use fewer levels"
+            )
+        size //= 2
+    if not 0 <= config.dropout < 1:
+        raise ParamsError(f"{where}.dropout: must be in [0, 1), got {config.dropout}")
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:

@@ -11,6 +11,16 @@ from diffbench.unet import UNet, UNetConfig
 torch.set_num_threads(2)
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch on one thread for a whole test module (``pytestmark = pytest.mark.usefixtures(...)``): on a 2-core
+    CPU shared with another job, the 2-thread pool made tiny per-resample operations 20-50 times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def linear_schedule() -> NoiseSchedule:
     return NoiseSchedule.named("linear", 1000)

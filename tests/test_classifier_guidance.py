@@ -18,13 +18,7 @@ from diffbench.samplers import ddim, ddpm
 NULL = 2  # the null label of the two-class mixture model
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """torch on one thread: on a 2-core CPU shared with other jobs, 2 threads made small ops many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def phi(z: float) -> float:

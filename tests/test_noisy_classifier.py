@@ -43,13 +43,7 @@ ENTRY = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """torch on one thread: on a 2-core CPU shared with other jobs, 2 threads made small ops many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def stripes(n: int, seed: int, classes: int = 4, size: int = 8) -> tuple[np.ndarray, np.ndarray]:

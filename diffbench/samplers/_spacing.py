@@ -9,14 +9,17 @@ Over noise levels σ (both return the S levels the network sees, σ = 0 after th
 - ``log_snr_sigmas``: uniform in λ = −log σ (DPM-Solver's "logSNR" spacing; k-diffusion's exponential).
 Both put σ_max and σ_min exactly at the ends. ``karras_times`` and ``log_snr_times`` are these levels'
 network times on a schedule (``_sigma.time_at``; σ_min = σ_0, σ_max = σ_{T−1} or a lower ``sigma_max``).
+``GridSettings`` / ``grid_times`` / ``grid_label``: the options, network times and row name of a sampler that
+steps over the Karras grid or the model's own timesteps (the Euler and Heun plugins share them).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from diffbench.diffusion import NoiseSchedule
-from diffbench.samplers._sigma import sigma_range, time_at
+from diffbench.samplers._sigma import check_sigma_max, sigma_range, time_at
 
 
 def uniform_times(total: int, steps: int) -> list[int]:
@@ -63,3 +66,37 @@ def log_snr_times(schedule: NoiseSchedule, steps: int, sigma_max: float | None =
     """The network times of ``log_snr_sigmas`` between σ_0 and σ_{T−1} (or ``sigma_max``), descending."""
     low, high = sigma_range(schedule, sigma_max)
     return [time_at(schedule, sigma) for sigma in log_snr_sigmas(low, high, steps)]
+
+
+@dataclass(frozen=True)
+class GridSettings:
+    """``grid``: karras or model; ``rho``: the Karras grid's ρ > 0; ``sigma_max``: top of the Karras grid
+    (null: the schedule's largest σ)."""
+
+    grid: str = "karras"
+    rho: float = 7.0
+    sigma_max: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.grid not in ("karras", "model"):
+            raise ValueError(f"grid must be 'karras' or 'model', got {self.grid!r}")
+        if isinstance(self.rho, bool) or not isinstance(self.rho, (int, float)) or not self.rho > 0:
+            raise ValueError(f"rho must be a number > 0, got {self.rho!r}")
+        check_sigma_max(self.sigma_max)
+        if self.sigma_max is not None and self.grid != "karras":
+            raise ValueError(f"sigma_max applies to grid 'karras' only, got grid={self.grid!r}")
+
+
+def grid_times(schedule: NoiseSchedule, steps: int, settings: GridSettings) -> list[float]:
+    """The S network times of the levels, descending: integers on the model grid, fractional on the Karras grid."""
+    if settings.grid == "model":
+        return [float(t) for t in uniform_times(schedule.timesteps, steps)]
+    return karras_times(schedule, steps, settings.rho, settings.sigma_max)
+
+
+def grid_label(method: str, settings: GridSettings) -> str:
+    """Row name in tables, e.g. "Heun (EDM), Karras ρ=7, σ_max=80" or "Euler, model timesteps"."""
+    if settings.grid == "model":
+        return f"{method}, model timesteps"
+    top = "" if settings.sigma_max is None else f", σ_max={settings.sigma_max:g}"
+    return f"{method}, Karras ρ={settings.rho:g}{top}"

@@ -22,36 +22,21 @@ import torch
 
 from diffbench.diffusion import NoiseSchedule
 from diffbench.samplers import EpsFn, NoiseFn
-from diffbench.samplers._sigma import check_sigma_max, edm_denoiser, sigma_at
-from diffbench.samplers._spacing import karras_times, uniform_times
+from diffbench.samplers._sigma import edm_denoiser, sigma_at
+from diffbench.samplers._spacing import GridSettings, grid_label, grid_times
 
 NAME = "euler"
 
 
 @dataclass(frozen=True)
-class Settings:
+class Settings(GridSettings):
     """``grid``: karras or model; ``rho``: the Karras grid's ρ > 0; ``sigma_max``: top of the Karras grid
-    (null: the schedule's largest σ)."""
-
-    grid: str = "karras"
-    rho: float = 7.0
-    sigma_max: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.grid not in ("karras", "model"):
-            raise ValueError(f"grid must be 'karras' or 'model', got {self.grid!r}")
-        if isinstance(self.rho, bool) or not isinstance(self.rho, (int, float)) or not self.rho > 0:
-            raise ValueError(f"rho must be a number > 0, got {self.rho!r}")
-        check_sigma_max(self.sigma_max)
-        if self.sigma_max is not None and self.grid != "karras":
-            raise ValueError(f"sigma_max applies to grid 'karras' only, got grid={self.grid!r}")
+    (null: the schedule's largest σ). Shared with the other grid samplers (``_spacing.GridSettings``)."""
 
 
 def timesteps(schedule: NoiseSchedule, steps: int, settings: Settings) -> list[float]:
     """The S network times, descending: integers on the model grid, fractional on the Karras grid."""
-    if settings.grid == "model":
-        return [float(t) for t in uniform_times(schedule.timesteps, steps)]
-    return karras_times(schedule, steps, settings.rho, settings.sigma_max)
+    return grid_times(schedule, steps, settings)
 
 
 def nfe(steps: int, settings: Settings) -> int:
@@ -61,10 +46,7 @@ def nfe(steps: int, settings: Settings) -> int:
 
 def label(settings: Settings) -> str:
     """Row name in tables, e.g. "Euler, Karras ρ=7"."""
-    if settings.grid == "model":
-        return "Euler, model timesteps"
-    top = "" if settings.sigma_max is None else f", σ_max={settings.sigma_max:g}"
-    return f"Euler, Karras ρ={settings.rho:g}{top}"
+    return grid_label("Euler", settings)
 
 
 @torch.no_grad()

@@ -24,41 +24,21 @@ import torch
 
 from diffbench.diffusion import NoiseSchedule
 from diffbench.samplers import EpsFn, NoiseFn
-from diffbench.samplers._sigma import check_sigma_max, edm_denoiser, sigma_at
-from diffbench.samplers._spacing import karras_times, uniform_times
+from diffbench.samplers._sigma import edm_denoiser, sigma_at
+from diffbench.samplers._spacing import GridSettings, grid_label, grid_times
 
 NAME = "heun"
 
 
 @dataclass(frozen=True)
-class Settings:
+class Settings(GridSettings):
     """``grid``: karras or model; ``rho``: the Karras grid's ρ > 0; ``sigma_max``: top of the Karras grid
-    (null: the schedule's largest σ)."""
-
-    grid: str = "karras"
-    rho: float = 7.0
-    sigma_max: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.grid not in ("karras", "model"):
-            raise ValueError(f"grid must be 'karras' or 'model', got {self.grid!r}")
-        if isinstance(self.rho, bool) or not isinstance(self.rho, (int, float)) or not self.rho > 0:
-            raise ValueError(f"rho must be a number > 0, got {self.rho!r}")
-        check_sigma_max(self.sigma_max)
-        if self.sigma_max is not None and self.grid != "karras":
-            raise ValueError(f"sigma_max applies to grid 'karras' only, got grid={self.grid!r}")
-
-
-def _levels(schedule: NoiseSchedule, steps: int, settings: Settings) -> list[float]:
-    """The S network times of the noise levels σ_0 > … > σ_{S−1}."""
-    if settings.grid == "model":
-        return [float(t) for t in uniform_times(schedule.timesteps, steps)]
-    return karras_times(schedule, steps, settings.rho, settings.sigma_max)
+    (null: the schedule's largest σ). Shared with the other grid samplers (``_spacing.GridSettings``)."""
 
 
 def timesteps(schedule: NoiseSchedule, steps: int, settings: Settings) -> list[float]:
     """The 2S − 1 network times in evaluation order: t_0, then t_1..t_{S−1} twice each (non-increasing)."""
-    times = _levels(schedule, steps, settings)
+    times = grid_times(schedule, steps, settings)
     return times[:1] + [t for t in times[1:] for _ in range(2)]
 
 
@@ -69,10 +49,7 @@ def nfe(steps: int, settings: Settings) -> int:
 
 def label(settings: Settings) -> str:
     """Row name in tables, e.g. "Heun (EDM), Karras ρ=7"."""
-    if settings.grid == "model":
-        return "Heun (EDM), model timesteps"
-    top = "" if settings.sigma_max is None else f", σ_max={settings.sigma_max:g}"
-    return f"Heun (EDM), Karras ρ={settings.rho:g}{top}"
+    return grid_label("Heun (EDM)", settings)
 
 
 @torch.no_grad()
@@ -80,7 +57,7 @@ def sample(
     eps_fn: EpsFn, x_T: torch.Tensor, schedule: NoiseSchedule, steps: int, noise: NoiseFn, settings: Settings
 ) -> torch.Tensor:
     """Heun steps (Euler at the last) from x_T down to σ = 0; returns x_0 in model space."""
-    times = _levels(schedule, steps, settings) + [None]
+    times = grid_times(schedule, steps, settings) + [None]
     levels = [sigma_at(schedule, t) for t in times[:-1]] + [0.0]
     x = x_T * (1 + levels[0] ** 2) ** 0.5
     for t, t_next, sigma, sigma_next in zip(times, times[1:], levels, levels[1:]):
