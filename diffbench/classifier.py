@@ -20,9 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from diffbench.classifier_config import ClassifierConfig
-from diffbench.classifier_features import (  # noqa: F401  (re-exported: the classifier's public names)
-    CLASSIFIER_FORMAT, EXTRACTOR_NAME, ClassifierFeatures, class_accuracy, load_classifier, save_classifier,
-)
+from diffbench.classifier_features import ClassifierFeatures
 from diffbench.diffusion import to_model_space
 from diffbench.distributed import device_name
 from diffbench.errors import DiffbenchError

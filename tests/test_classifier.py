@@ -15,18 +15,9 @@ import yaml
 
 from diffbench import layout
 from diffbench.classifier_config import ClassifierConfig, config_for
-from diffbench.classifier import (
-    ClassifierFeatures,
-    NetConfig,
-    ResNet9,
-    augment,
-    class_accuracy,
-    load_classifier,
-    one_cycle_lr,
-    save_classifier,
-    subset,
-    train_classifier,
-)
+from diffbench.classifier import augment, one_cycle_lr, subset, train_classifier
+from diffbench.classifier_features import ClassifierFeatures, class_accuracy, load_classifier, save_classifier
+from diffbench.resnet9 import NetConfig, ResNet9
 from diffbench.classifier_card import render_card
 from diffbench.errors import DiffbenchError, ParamsError
 from diffbench.hashing import sha256_file
