@@ -56,6 +56,17 @@ def write_text(path: str | Path, text: str) -> None:
     write_bytes(path, text.encode())
 
 
+def append_line(path: str | Path, line: str) -> None:
+    """Append one line and make it durable before returning (a log others read after a kill: a line is in it
+    whole or not at all, since one short write to an O_APPEND file is not interleaved)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, (line.rstrip("\n") + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def save_torch(path: str | Path, obj: Any) -> None:
     """torch.save ``obj`` atomically. Serialised in memory first, so the bytes depend only on ``obj``
     (torch names the archive after the file otherwise): equal objects give equal files."""

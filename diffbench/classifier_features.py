@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from diffbench import process_cache
 from diffbench.checkpoint import load_file, save_atomic
 from diffbench.diffusion import to_model_space
 from diffbench.errors import DiffbenchError
@@ -83,7 +84,13 @@ def save_classifier(path: str | Path, model: ResNet9, provenance: dict) -> None:
 
 
 def load_classifier(path: str | Path, device: str | torch.device, bf16: bool = False) -> ClassifierFeatures:
-    """The extractor of a file written by :func:`save_classifier`; its weights_sha256 is the file's."""
+    """The extractor of a file written by :func:`save_classifier`; its weights_sha256 is the file's. Loaded once per
+    process when the process cache is on."""
+    return process_cache.cached(("classifier", process_cache.file_key(path), str(device), bf16),
+                                lambda: _load_classifier(path, device, bf16))
+
+
+def _load_classifier(path: str | Path, device: str | torch.device, bf16: bool) -> ClassifierFeatures:
     state = load_file(path, REQUIRED_KEYS)
     if state["format"] != CLASSIFIER_FORMAT:
         raise DiffbenchError(f"{path}: classifier format {state['format']!r}, expected {CLASSIFIER_FORMAT!r}")

@@ -6,12 +6,13 @@ the same whatever the batch size or GPU count (per-image noise, see ``diffbench.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import torch
 
+from diffbench import process_cache
 from diffbench.checkpoint import load_model_file
 from diffbench.diffusion import NoiseSchedule
 from diffbench.guidance import guided_eps
@@ -48,7 +49,13 @@ class LoadedModel:
 
 
 def load_model(path: str, device: torch.device, compile_model: bool = False) -> LoadedModel:
-    """Load a model file written by training (fails with one line on a bad file); optionally torch.compile it."""
+    """Load a model file written by training (fails with one line on a bad file); optionally torch.compile it
+    (static shapes: one graph per batch shape). Loaded once per process when the process cache is on."""
+    return process_cache.cached(("model", process_cache.file_key(path), str(device), compile_model),
+                                lambda: _load_model(path, device, compile_model))
+
+
+def _load_model(path: str, device: torch.device, compile_model: bool) -> LoadedModel:
     state = load_model_file(path)
     config = dict(state["unet"])
     for key in ("channel_mult", "attn_resolutions"):
@@ -57,7 +64,8 @@ def load_model(path: str, device: torch.device, compile_model: bool = False) -> 
     net.load_state_dict(state["ema"])
     net.to(device).eval().requires_grad_(False)
     schedule = NoiseSchedule.named(state["schedule"], state["timesteps"])
-    return LoadedModel(net=net, schedule=schedule, file=state, forward=torch.compile(net) if compile_model else net)
+    forward = torch.compile(net, dynamic=False) if compile_model else net
+    return LoadedModel(net=net, schedule=schedule, file=state, forward=forward)
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
@@ -146,7 +154,9 @@ def generate(
 def is_deterministic(
     model: LoadedModel, kind: str, settings: Any, steps: int, seeds: list[int], guidance: float | None, bf16: bool
 ) -> bool:
-    """Sample the same x_T twice with different injected noise; identical outputs ⇔ deterministic."""
+    """Sample the same x_T twice with different injected noise; identical outputs ⇔ deterministic. Runs the
+    eager network: the check is about the sampler, and its small batch would cost a compiled model a recompile."""
+    model = replace(model, forward=model.net)
     seed_tensor = torch.tensor(seeds, dtype=torch.int64)
     first, _ = sample_batch(model, kind, settings, steps, seed_tensor, guidance, bf16)
     second, _ = sample_batch(model, kind, settings, steps, seed_tensor, guidance, bf16, DETERMINISM_STREAM_OFFSET)

@@ -4,11 +4,14 @@
 
 Groups come from ``diffbench.plan.shard_groups``: setup, the models (training and reference classifiers,
 started side by side unless ``--one-by-one``: each stage's own dvc.yaml command, then ``dvc commit``
-records them in dvc.lock exactly as ``dvc repro`` would), the real-data floors, then the generate/score
-pairs table by table, each group one ``dvc repro --single-item`` call. At the deadline the running group
-gets SIGINT: DVC has recorded every finished stage in dvc.lock and records none of the interrupted one,
-so the report shows what is missing and a later run resumes (current stages are skipped). Writes
-``shard-logs/<group>.log`` and ``shard-logs/timeline.tsv`` (group, stages, start, seconds, exit status).
+records them in dvc.lock exactly as ``dvc repro`` would), the real-data floors, then the tables' stages
+(generate/score pairs table by table, the ELBO): one in-process worker per model
+(:mod:`diffbench.stage_runner`: each model, Inception and classifier loaded and compiled once), all
+started side by side, their finished stages recorded by one ``dvc commit``; ``--dvc-repro-tables`` runs
+them with ``dvc repro`` instead, a process per stage. At the deadline whatever runs gets SIGINT: finished
+stages are recorded, an interrupted one is not, so the report shows what is missing and a later run
+resumes (current stages are skipped). Writes ``shard-logs/<group or model>.log`` and
+``shard-logs/timeline.tsv`` (group, stages, start, seconds, exit status).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from diffbench.plan import check_plan, shard_groups  # noqa: E402
 
 LOGS = Path("shard-logs")
 GRACE_S = 10  # after SIGINT, before SIGKILL
+MODEL_GROUPS = ("setup", "models", "reference")  # what the tables need: a failure here stops the shard
 
 
 def stale(stages: list[str]) -> list[str]:
@@ -80,16 +84,43 @@ def side_by_side(stages: list[str], deadline: float) -> int:
     return max(status.values(), default=0)
 
 
+def model_of(stage: str) -> str:
+    """The model a table stage works for: ``generate@m.run`` and ``elbo@m`` → ``m`` (model names hold no dot)."""
+    return stage.split("@", 1)[1].split(".", 1)[0]
+
+
+def workers_by_model(stages: list[str], deadline: float) -> int:
+    """A :mod:`diffbench.stage_runner` process per model, side by side; ``dvc commit`` of every finished stage."""
+    workers = {}
+    for model in dict.fromkeys(model_of(s) for s in stages):
+        done = LOGS / f"done-{model}.txt"
+        done.unlink(missing_ok=True)
+        todo = [s for s in stages if model_of(s) == model]
+        command = [sys.executable, "-m", "diffbench.stage_runner", "--done", str(done), *todo]
+        workers[model] = (launch(command, LOGS / f"{model}.log"), done)
+    status = {model: finish(process, deadline) for model, (process, _) in workers.items()}
+    finished = [stage for _, done in workers.values() if done.is_file() for stage in done.read_text().split()]
+    print(f"[gpu_shard] tables: {len(finished)} of {len(stages)} stages finished; recording them", flush=True)
+    if finished:
+        subprocess.run(["dvc", "commit", "--force", *finished], check=True)
+    return max(status.values(), default=0)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("shard")
     parser.add_argument("--minutes", type=float, required=True, help="stop starting and stop running after this")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--one-by-one", action="store_true", help="train the shard's models one after another")
+    parser.add_argument("--dvc-repro-tables", action="store_true",
+                        help="run the tables' stages with `dvc repro`, a process per stage, not in-process workers")
     args = parser.parse_args()
     params = load_params(args.params)
     check_plan(params)
     groups = shard_groups(params, args.shard)
+    if not args.dvc_repro_tables:
+        head = [group for group in groups if group[0] in MODEL_GROUPS]
+        groups = head + [("tables", [s for name, stages in groups if name not in MODEL_GROUPS for s in stages])]
     start = time.time()
     deadline = start + 60 * args.minutes
     LOGS.mkdir(exist_ok=True)
@@ -110,6 +141,8 @@ def main() -> int:
             rc = 0
         elif name == "models" and not args.one_by_one and len(todo) > 1:
             rc = side_by_side(todo, deadline)
+        elif name == "tables":
+            rc = workers_by_model(todo, deadline)
         else:
             rc = finish(launch(["dvc", "repro", "--single-item", *todo], LOGS / f"{name}.log"), deadline)
         seconds = time.time() - began
@@ -117,7 +150,7 @@ def main() -> int:
         timeline.flush()
         print(f"[gpu_shard] {name}: exit {rc} after {seconds:.0f} s", flush=True)
         worst = max(worst, rc)
-        if rc not in (0, 124) and name in ("setup", "models", "reference"):
+        if rc not in (0, 124) and name in MODEL_GROUPS:
             print(f"[gpu_shard] {name} failed: later groups need it; see {LOGS}/", flush=True)
             return rc
     return worst

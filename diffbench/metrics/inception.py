@@ -16,6 +16,7 @@ from torch_fidelity.feature_extractor_inceptionv3 import (
     FeatureExtractorInceptionV3,
 )
 
+from diffbench import process_cache
 from diffbench.errors import DiffbenchError
 from diffbench.hashing import sha256_file
 from diffbench.metrics.weights import local_weights_file
@@ -96,8 +97,14 @@ def as_nchw_rgb(images: np.ndarray) -> torch.Tensor:
 
 
 def load_inception(weights: str | None, device: str) -> InceptionFeatures:
-    """Build the extractor on ``device`` from ``weights`` (resolved with :func:`resolve_weights`)."""
+    """Build the extractor on ``device`` from ``weights`` (resolved with :func:`resolve_weights`); once per process
+    when the process cache is on."""
     path = resolve_weights(weights)
+    key = ("inception", process_cache.file_key(path) if path is not None else None, str(device))
+    return process_cache.cached(key, lambda: _load_inception(path, device))
+
+
+def _load_inception(path: str | None, device: str) -> InceptionFeatures:
     try:
         model = FeatureExtractorInceptionV3(
             EXTRACTOR_NAME, [POOL_LAYER], feature_extractor_weights_path=path, verbose=False
