@@ -14,6 +14,7 @@ import yaml
 from diffbench.classifier_config import config_for
 from diffbench.data import dataset_spec
 from diffbench.elbo_settings import ElboSettings
+from diffbench.noisy_classifier_config import config_for as noisy_classifier_config
 from diffbench.errors import ParamsError
 from diffbench.validation import nonempty_list, typed_section
 from diffbench.runs import Model, Plan, build_plan, parse_scale
@@ -24,7 +25,10 @@ TOP_LEVEL = (
     "root", "seed", "datasets", "diffusion", "architectures", "training", "models",
     "samplers", "sampling", "sweep", "ablation", "guidance", "metrics", "classifier", "elbo", "shards",
 )
-OPTIONAL_TOP_LEVEL = {"report_banner": "a line every report of the profile starts with"}
+OPTIONAL_TOP_LEVEL = {
+    "report_banner": "a line every report of the profile starts with",
+    "noisy_classifier": "per dataset, the noise-aware classifier of classifier guidance (guidance.classifier_scales)",
+}
 TRAINING_KEYS = {
     "steps": int, "batch_size": int, "lr": float, "warmup_steps": int, "weight_decay": float,
     "grad_clip": float, "ema_decay": float, "p_uncond": float, "hflip": bool, "checkpoint_every": int,
@@ -207,6 +211,10 @@ class Params:
         for section in ("sweep", "ablation"):
             nonempty_list(self.raw[section], "runs", section)
         nonempty_list(self.raw["guidance"], "scales", "guidance")
+        if not isinstance(self.raw["guidance"].get("classifier_scales", []), list):
+            raise ParamsError("guidance.classifier_scales: must be a list of numbers >= 0 (0 = unguided), or absent")
+        for model in self.plan.guided_models:  # classifier guidance needs its noisy classifier's recipe
+            noisy_classifier_config(self.raw.get("noisy_classifier"), model.dataset, self.timesteps)
         for generation in self.plan.generations:  # every sampler's own rules, before any stage runs
             where = f"run {generation.model.name}/{generation.run}"
             check_steps(generation.steps, self.timesteps, f"{where} steps")

@@ -15,11 +15,12 @@ import torch
 from diffbench import process_cache
 from diffbench.checkpoint import load_model_file
 from diffbench.diffusion import NoiseSchedule
+from diffbench.classifier_guidance import ClassifierFn, classifier_guided_eps
 from diffbench.guidance import guided_eps
 from diffbench.noise import image_noise
 from diffbench.progress import Progress
 from diffbench.sample_chunks import ChunkStore
-from diffbench.samplers import CountingEps, get_sampler
+from diffbench.samplers import CountingEps, EpsFn, get_sampler
 from diffbench.unet import UNet, UNetConfig
 
 DETERMINISM_STREAM_OFFSET = 1 << 20
@@ -78,16 +79,36 @@ def class_labels(seeds: torch.Tensor, num_classes: int) -> torch.Tensor | None:
     return seeds % num_classes if num_classes else None
 
 
+@dataclass(frozen=True)
+class ClassifierGuide:
+    """Classifier guidance: a noisy classifier p_φ(y | x_t, t) and its scale s > 0 (on the unguided model)."""
+
+    classifier: ClassifierFn
+    scale: float
+
+
+def model_eps(model: LoadedModel, labels: torch.Tensor | None, guidance: float | None,
+              guide: ClassifierGuide | None = None) -> EpsFn:
+    """What a sampler calls: the model under classifier-free guidance ``guidance``, or, with ``guide``, the
+    unguided model steered by the classifier's gradient."""
+    if guide is None:
+        return guided_eps(model.forward, labels, guidance, model.num_classes)
+    if guidance is not None:
+        raise ValueError("classifier guidance steers the unguided model: guidance must be None")
+    return classifier_guided_eps(model.forward, guide.classifier, labels, guide.scale, model.num_classes,
+                                 model.schedule)
+
+
 def sample_batch(
     model: LoadedModel, kind: str, settings: Any, steps: int, seeds: torch.Tensor, guidance: float | None,
-    bf16: bool = False, stream_offset: int = 0,
+    bf16: bool = False, stream_offset: int = 0, guide: ClassifierGuide | None = None,
 ) -> tuple[torch.Tensor, int]:
     """Samples (model space) for one batch of seeds, and the network evaluations the sampler made."""
     device = next(model.net.parameters()).device
     seeds = seeds.to(device)
     x_T = image_noise(seeds, 0, model.image_shape)
     labels = class_labels(seeds, model.num_classes)
-    eps_fn = CountingEps(guided_eps(model.forward, labels, guidance, model.num_classes))
+    eps_fn = CountingEps(model_eps(model, labels, guidance, guide))
     sampler = get_sampler(kind)
 
     def noise(k: int) -> torch.Tensor:
@@ -114,7 +135,7 @@ class Generated:
 def generate(
     model: LoadedModel, kind: str, settings: Any, steps: int, seeds: list[int], guidance: float | None,
     batch_size: int, bf16: bool = False, rank: int = 0, world_size: int = 1, label: str | None = None,
-    chunks: ChunkStore | None = None,
+    chunks: ChunkStore | None = None, guide: ClassifierGuide | None = None,
 ) -> Generated:
     """This process's share (seeds[rank::world_size]) of the images, batched; rank 0 reports its
     progress under ``label`` (default ``generate <kind> <steps> steps``). With ``chunks``, batches already
@@ -135,7 +156,7 @@ def generate(
                 images, calls = stored
                 resumed += len(chunk)
             else:
-                x, calls = sample_batch(model, kind, settings, steps, chunk, guidance, bf16)
+                x, calls = sample_batch(model, kind, settings, steps, chunk, guidance, bf16, guide=guide)
                 images = to_uint8(x)
                 if chunks is not None:
                     chunks.save(chunk.numpy(), images, calls)
@@ -152,12 +173,14 @@ def generate(
 
 
 def is_deterministic(
-    model: LoadedModel, kind: str, settings: Any, steps: int, seeds: list[int], guidance: float | None, bf16: bool
+    model: LoadedModel, kind: str, settings: Any, steps: int, seeds: list[int], guidance: float | None, bf16: bool,
+    guide: ClassifierGuide | None = None,
 ) -> bool:
     """Sample the same x_T twice with different injected noise; identical outputs ⇔ deterministic. Runs the
     eager network: the check is about the sampler, and its small batch would cost a compiled model a recompile."""
     model = replace(model, forward=model.net)
     seed_tensor = torch.tensor(seeds, dtype=torch.int64)
-    first, _ = sample_batch(model, kind, settings, steps, seed_tensor, guidance, bf16)
-    second, _ = sample_batch(model, kind, settings, steps, seed_tensor, guidance, bf16, DETERMINISM_STREAM_OFFSET)
+    first, _ = sample_batch(model, kind, settings, steps, seed_tensor, guidance, bf16, guide=guide)
+    second, _ = sample_batch(model, kind, settings, steps, seed_tensor, guidance, bf16, DETERMINISM_STREAM_OFFSET,
+                             guide)
     return bool(torch.equal(first, second))

@@ -20,97 +20,26 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from diffbench.validation import typed_section
 from diffbench.diffusion import NoiseSchedule, q_sample, to_model_space
 from diffbench.distributed import device_name
-from diffbench.errors import DiffbenchError, ParamsError
+from diffbench.errors import DiffbenchError
 from diffbench.metrics.intervals import wilson_interval
 from diffbench.noisy_classifier import NoisyClassifier, NoisyClassifierConfig
+from diffbench.noisy_classifier_config import NoisyClassifierTraining
 from diffbench.training import load_training_data
 
 WARMUP_FRACTION = 0.05
-ARCHITECTURE_KEYS = {
-    "channels": int, "channel_mult": list, "num_res_blocks": int, "attn_resolutions": list, "dropout": float,
-    "norm_groups": int,
-}
-TRAINING_KEYS = {
-    "steps": int, "batch_size": int, "lr": float, "weight_decay": float, "label_smoothing": float, "hflip": bool,
-    "bf16": bool, "compile": bool, "log_every": int, "eval_n": int, "eval_timesteps": int,
-}
-CONFIG_KEYS = ARCHITECTURE_KEYS | TRAINING_KEYS
-
-
-# --------------------------------------------------------------------------- configuration
-
-
-@dataclass(frozen=True)
-class NoisyClassifierTraining:
-    """params.yaml ``noisy_classifier.<dataset>``: the encoder's shape and the training recipe."""
-
-    channels: int
-    channel_mult: tuple[int, ...]
-    num_res_blocks: int
-    attn_resolutions: tuple[int, ...]
-    dropout: float
-    norm_groups: int
-    steps: int
-    batch_size: int
-    lr: float  # AdamW peak
-    weight_decay: float
-    label_smoothing: float
-    hflip: bool
-    bf16: bool  # bf16 autocast on CUDA (training and evaluation; guidance always takes fp32 gradients)
-    compile: bool  # torch.compile the training forward pass
-    log_every: int
-    eval_n: int  # test images scored at each evaluated t
-    eval_timesteps: int  # evenly spaced t from 0 to T−1 in the accuracy-by-t table
-
-    @classmethod
-    def from_params(cls, entry: object, where: str, timesteps: int) -> NoisyClassifierTraining:
-        """Validate ``entry`` (the params mapping at ``where``); every problem is one ParamsError line."""
-        if not isinstance(entry, dict):
-            raise ParamsError(f"{where}: must be a mapping with {', '.join(CONFIG_KEYS)}")
-        typed_section(entry, CONFIG_KEYS, where)
-        for key in ("channels", "num_res_blocks", "norm_groups", "steps", "batch_size", "log_every", "eval_n"):
-            if entry[key] < 1:
-                raise ParamsError(f"{where}.{key}: must be >= 1, got {entry[key]}")
-        for key in ("channel_mult", "attn_resolutions"):
-            if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in entry[key]):
-                raise ParamsError(f"{where}.{key}: must be a list of integers >= 1, got {entry[key]!r}")
-        if not entry["channel_mult"]:
-            raise ParamsError(f"{where}.channel_mult: must not be empty")
-        if entry["lr"] <= 0:
-            raise ParamsError(f"{where}.lr: must be > 0, got {entry['lr']}")
-        for key in ("label_smoothing", "dropout"):
-            if not entry[key] < 1:
-                raise ParamsError(f"{where}.{key}: must be in [0, 1), got {entry[key]}")
-        if not 2 <= entry["eval_timesteps"] <= timesteps:
-            raise ParamsError(f"{where}.eval_timesteps: must be in 2..{timesteps} (T), got {entry['eval_timesteps']}")
-        values = dict(entry)
-        for key in ("channel_mult", "attn_resolutions"):
-            values[key] = tuple(entry[key])
-        return cls(**values)
-
-    def net(self, image_size: int, in_channels: int, num_classes: int, schedule: NoiseSchedule, where: str
-            ) -> NoisyClassifierConfig:
-        """The network config for a dataset's image shape and classes under ``schedule`` (validated)."""
-        config = NoisyClassifierConfig(
-            image_size=image_size, in_channels=in_channels, num_classes=num_classes, schedule=schedule.name,
-            timesteps=schedule.timesteps, channels=self.channels, channel_mult=self.channel_mult,
-            num_res_blocks=self.num_res_blocks, attn_resolutions=self.attn_resolutions, dropout=self.dropout,
-            norm_groups=self.norm_groups,
-        )
-        config.validate(where)
-        return config
-
-
-def config_for(section: object, dataset: str, timesteps: int) -> NoisyClassifierTraining:
-    """``noisy_classifier.<dataset>`` of params (``section`` is ``params.raw.get("noisy_classifier")``), validated."""
-    if not isinstance(section, dict):
-        raise ParamsError(f"noisy_classifier: missing section; it maps each dataset to {', '.join(CONFIG_KEYS)}")
-    if dataset not in section:
-        raise ParamsError(f"noisy_classifier.{dataset}: missing; configured: {', '.join(map(str, section)) or 'none'}")
-    return NoisyClassifierTraining.from_params(section[dataset], f"noisy_classifier.{dataset}", timesteps)
+def net_config(config: NoisyClassifierTraining, image_size: int, in_channels: int, num_classes: int,
+               schedule: NoiseSchedule, where: str) -> NoisyClassifierConfig:
+    """The network config of ``config`` for a dataset's image shape and classes under ``schedule`` (validated)."""
+    net = NoisyClassifierConfig(
+        image_size=image_size, in_channels=in_channels, num_classes=num_classes, schedule=schedule.name,
+        timesteps=schedule.timesteps, channels=config.channels, channel_mult=config.channel_mult,
+        num_res_blocks=config.num_res_blocks, attn_resolutions=config.attn_resolutions, dropout=config.dropout,
+        norm_groups=config.norm_groups,
+    )
+    net.validate(where)
+    return net
 
 
 # --------------------------------------------------------------------------- training

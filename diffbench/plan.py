@@ -28,8 +28,13 @@ def plan_path(params_path: str | Path) -> Path:
 
 
 def plan_document(params: Params) -> dict:
-    """What plan.yaml holds: one entry per generation, keyed by its stage suffix."""
-    return {"generations": {g.key: g.plan_entry() for g in params.plan.generations}}
+    """What plan.yaml holds: one entry per generation, keyed by its stage suffix, and one per model that
+    classifier guidance needs a noisy classifier for."""
+    return {
+        "generations": {g.key: g.plan_entry() for g in params.plan.generations},
+        "noisy_classifiers": {m.name: {"dataset": m.dataset, "schedule": m.schedule}
+                              for m in params.plan.guided_models},
+    }
 
 
 def render(params: Params) -> str:
@@ -74,15 +79,17 @@ def _shard_models(params: Params, shard: str) -> list:
 def _generation_cost(generation) -> float:
     """Network passes for the whole sample set: what orders a shard's generations, cheapest first."""
     passes = 2 if generation.guidance is not None and generation.guidance != 1 else 1
+    passes += 2 * (generation.classifier_scale is not None)  # the classifier's forward and backward
     return generation.n_samples * generation.steps * passes
 
 
 def shard_groups(params: Params, shard: str) -> list[tuple[str, list[str]]]:
     """A shard's stages (its models' whole chain) in groups, in the order one lease should run them.
 
-    ``setup`` (preflight, prepare), ``models`` (every training and reference-classifier stage: independent
-    of each other, so a runner may start them side by side), ``reference`` (the real-data floors), then the
-    generate/score pairs table by table (sweep, guidance, ablation; within a table the cheapest first), the
+    ``setup`` (preflight, prepare), ``models`` (every training, reference-classifier and noisy-classifier
+    stage: independent of each other, so a runner may start them side by side), ``reference`` (the real-data
+    floors), then the generate/score pairs table by table (sweep, guidance, classifier guidance, ablation;
+    within a table the cheapest first), the
     ELBO before the ablation (whose DDPM-1000 rows cost most): a lease that runs out leaves the costliest
     rows missing, never the headline ones.
     """
@@ -90,11 +97,12 @@ def shard_groups(params: Params, shard: str) -> list[tuple[str, list[str]]]:
     datasets = list(dict.fromkeys(m.dataset for m in models))
     groups = [
         ("setup", ["preflight", *(f"prepare@{d}" for d in datasets)]),
-        ("models", [*(f"train@{m.name}" for m in models), *(f"classifier@{d}" for d in datasets)]),
+        ("models", [*(f"train@{m.name}" for m in models), *(f"classifier@{d}" for d in datasets),
+                    *(f"noisy_classifier@{m.name}" for m in models if m in params.plan.guided_models)]),
         ("reference", [f"reference@{d}" for d in datasets]),
     ]
     done: set[str] = set()
-    for table in ("sweep", "guidance", "elbo", "ablation"):
+    for table in ("sweep", "guidance", "classifier_guidance", "elbo", "ablation"):
         if table == "elbo":
             groups.append(("elbo", [f"elbo@{m.name}" for m in models]))
             continue

@@ -47,15 +47,17 @@ def origin() -> dict:
 
 
 def generation_record(generation: Generation, settings: Any, label: str, nfe: int, nfe_declared: int,
-                      deterministic: bool | None, timing: dict, model: dict, environment: dict) -> dict:
-    """generation.json: the sample set and everything that produced it."""
+                      deterministic: bool | None, timing: dict, model: dict, environment: dict,
+                      classifier_guidance: dict | None = None) -> dict:
+    """generation.json: the sample set and everything that produced it (``classifier_guidance``: the scale,
+    the noisy classifier's hash and its backward passes per network evaluation, for a classifier-guided run)."""
     guided_pair = generation.guidance is not None and generation.guidance != 1
     return {
         "dataset": generation.model.dataset, "model": generation.model.name, "schedule": generation.model.schedule,
         "run": generation.run,
         "sampler": {"setting": generation.setting, "kind": generation.kind, "label": label, "steps": generation.steps,
                     "settings": dataclasses.asdict(settings), "nfe": nfe, "nfe_declared": nfe_declared},
-        "guidance_scale": generation.guidance,
+        "guidance_scale": generation.guidance, "classifier_guidance": classifier_guidance,
         "network_passes_per_image": nfe * (2 if guided_pair else 1),
         "n_samples": generation.n_samples, "seeds": f"0-{generation.n_samples - 1}",
         "deterministic": deterministic, "timing": timing, "model_file": model,

@@ -71,7 +71,8 @@ def planned_row(params: Params, generation: Generation) -> dict:
         "run": generation.run, "setting": generation.setting, "kind": generation.kind, "steps": generation.steps,
         "method": samplers.label(generation.kind, settings),
         "nfe": samplers.expected_nfe(generation.kind, settings, schedule, generation.steps),
-        "guidance_scale": generation.guidance, "n_planned": generation.n_samples,
+        "guidance_scale": generation.guidance, "classifier_scale": generation.classifier_scale,
+        "n_planned": generation.n_samples,
         "tables": tuple(params.plan.tables_of(generation)),
     }
 

@@ -4,14 +4,16 @@ Tables (Markdown + CSV per dataset under reports/tables/), every number as value
   (a) ddpm_vs_ddim: quality vs network evaluations (NFE) on the ablation schedule, one row per sampler
       and step count: DDPM, DDIM (η, spacing) and every other sampler of the sweep
   (b) cfg: guidance scale vs FID / IS / CLIP / precision / recall / class accuracy / classifier FID and IS
+  (b') guidance: classifier guidance (noisy classifier) beside classifier-free guidance on the same model
+      and sampler: FID, precision, recall, class accuracy and the cost per image of each scale
   (c) schedules: schedule × run FID
   (d) likelihood: the variational bound in bits/dim per schedule (when the ELBO stage ran)
 A metric without a number (IS without logits, CLIP without weights, ...) gets no column, only a note
 with the reason. In each column the best row is bold and rows whose interval overlaps it are marked ≈;
 when every row ties, nothing is marked. Planned runs without a record show as ``missing``, records
 whose code or params changed since they ran as ``stale`` (status column). Plots: FID vs NFE, quality
-vs guidance scale (with intervals). reports/summary.json is the nested dataset → model → run → metric
-file (m, m_lo, m_hi, and what produced them) that `dvc metrics diff` and `python -m diffbench compare` read.
+vs guidance scale, FID vs class accuracy of both guidance methods (with intervals). reports/summary.json
+is the nested dataset → model → run → metric file (m, m_lo, m_hi, and what produced them) that `dvc metrics diff` and `python -m diffbench compare` read.
 """
 
 from __future__ import annotations
@@ -201,6 +203,8 @@ def steps_table(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 def _scale_label(row: pd.Series) -> str:
     if row["method"] == FLOOR_METHOD:
         return "real data"
+    if not pd.isna(row.get("classifier_scale")):
+        return f"classifier guidance {row['classifier_scale']:g}"
     return "unguided" if pd.isna(row["guidance_scale"]) else f"{row['guidance_scale']:g}"
 
 
@@ -215,6 +219,58 @@ def cfg_table(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     tail = {"n_samples": "n", "device": "device", "status": "status"}
     raw = _raw_columns(rows, keys, list(lead), list(tail))
     return raw, _shown(rows, keys, lead, tail, _not_floor(rows))
+
+
+GUIDANCE_KEYS = ["fid", "precision", "recall", "class_accuracy", "classifier_fid"]
+
+
+def guidance_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Both guidance sweeps' runs (the unguided run, shared, once), with method, scale and cost per image."""
+    rows = frame[in_table(frame, "guidance", "classifier_guidance") & _not_floor(frame)].copy()
+    cg = rows["classifier_scale"].notna()
+    cfg = rows["guidance_scale"].notna() & ~cg
+    rows["guidance"] = np.select([cg, cfg], ["classifier", "classifier-free"], "unguided")
+    rows["scale"] = np.where(cg, rows["classifier_scale"], rows["guidance_scale"]).astype(float)
+    pair = cfg & (rows["guidance_scale"] != 1)
+    rows["network_passes"] = rows["nfe"] * np.where(pair, 2, 1)  # a guided CFG step asks cond and uncond
+    rows["classifier_passes"] = np.where(cg, rows["nfe"], 0)  # one classifier forward + backward per NFE
+    rows["order"] = np.select([cg, cfg], [2, 1], 0)
+    return rows.sort_values(["order", "scale"], kind="stable")
+
+
+def guidance_table(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(b') classifier guidance beside classifier-free guidance, with what each costs: (raw, shown)."""
+    rows = guidance_rows(frame)
+    keys = _present(rows, GUIDANCE_KEYS)
+    lead = {"schedule": "schedule", "method": "sampler", "steps": "steps", "guidance": "guidance", "scale": "scale"}
+    tail = {"network_passes": "U-Net passes/image", "classifier_passes": "classifier fwd+bwd/image",
+            "seconds_per_image": "s/image", "n_samples": "n", "device": "device", "status": "status"}
+    raw = _raw_columns(rows, keys, list(lead), list(tail))
+    return raw, _shown(rows, keys, lead, tail, None)
+
+
+def plot_guidance_tradeoff(frame: pd.DataFrame, path: Path, dataset: str) -> None:
+    """FID against class accuracy for both guidance methods, each point a scale (95% intervals both ways):
+    the two methods compared at matched class accuracy."""
+    rows = guidance_rows(frame)
+    rows = rows[rows["fid"].notna() & rows["class_accuracy"].notna()]
+    fig, ax = plt.subplots(figsize=(6.2, 4.4))
+    for (method, group), marker in zip(rows[rows["guidance"] != "unguided"].groupby("guidance"), "os"):
+        group = group.sort_values("scale")
+        x, y = group["class_accuracy"].astype(float), group["fid"].astype(float)
+        xerr = [(x - group["class_accuracy_lo"]).clip(lower=0), (group["class_accuracy_hi"] - x).clip(lower=0)]
+        yerr = [(y - group["fid_lo"]).clip(lower=0), (group["fid_hi"] - y).clip(lower=0)]
+        ax.errorbar(x, y, xerr=xerr, yerr=yerr, marker=marker, capsize=3, label=f"{method} guidance")
+        for xi, yi, scale in zip(x, y, group["scale"]):
+            ax.annotate(f"s={scale:g}", (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    n = ", ".join(str(int(v)) for v in sorted(rows["n_samples"].dropna().unique()))
+    ax.set_xlabel("class accuracy (reference classifier; higher: more on-class)")
+    ax.set_ylabel("FID (lower is better)")
+    ax.set_title(f"{dataset}: classifier vs classifier-free guidance (n={n}, 95% intervals)", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def schedules_table(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -348,8 +404,8 @@ def grid_lines(rows: pd.DataFrame, out: Path) -> list[str]:
             lines.append(f"- {model}, {best['method']} {int(best['steps'])} steps, its lowest-FID sweep run "
                          f"(FID {best['fid']:.2f}, n={int(best['n_samples'])}; the grid shows the first images, seeds 0..): "
                          f"![{model}](grids/{model}.png)")
-    guided = rows[in_table(rows, "guidance") & rows["fid"].notna()]
-    for _, row in guided.sort_values("guidance_scale", na_position="first").iterrows():
+    guided = rows[in_table(rows, "guidance", "classifier_guidance") & rows["fid"].notna()]
+    for _, row in guided.sort_values(["classifier_scale", "guidance_scale"], na_position="first").iterrows():
         if _copy_grid(row.get("grid"), out / "grids" / f"{row['model']}-{row['run']}.png"):
             lines.append(f"- {row['model']}, {row['method']} {int(row['steps'])} steps, guidance {_scale_label(row)} "
                          f"(classes by seed: seed mod K): ![{row['run']}](grids/{row['model']}-{row['run']}.png)")
@@ -394,6 +450,8 @@ def build_reports(params: Params, out: Path, banner: str | None = None) -> tuple
             "cfg": (cfg_table(rows), "Classifier-free guidance scale vs quality"),
             "schedules": (schedules_table(rows), "Noise schedules compared: FID by run"),
         }
+        if rows["classifier_scale"].notna().any():
+            tables["guidance"] = (guidance_table(rows), "Classifier guidance beside classifier-free guidance, with costs")
         if len(elbo) and (elbo["dataset"] == dataset).any():
             tables["likelihood"] = (elbo_table(elbo[elbo["dataset"] == dataset]),
                                     "Likelihood: variational bound on the test split")
@@ -409,6 +467,9 @@ def build_reports(params: Params, out: Path, banner: str | None = None) -> tuple
         if (in_table(rows, "guidance") & rows["fid"].notna()).any():
             plot_quality_vs_cfg(rows, out / "plots" / f"quality_vs_cfg_{dataset}.png", dataset)
             index.append(f"- ![quality vs CFG](plots/quality_vs_cfg_{dataset}.png)")
+        if (in_table(rows, "classifier_guidance") & rows["classifier_scale"].notna() & rows["fid"].notna()).any():
+            plot_guidance_tradeoff(rows, out / "plots" / f"guidance_tradeoff_{dataset}.png", dataset)
+            index.append(f"- ![FID vs class accuracy](plots/guidance_tradeoff_{dataset}.png)")
         index += grid_lines(rows, out) + [""]
     (out / "index.md").write_text("\n".join(index))
     (out / "summary.json").write_text(json.dumps(summary(frame, elbo), indent=2, sort_keys=True) + "\n")

@@ -3,11 +3,14 @@
 A *generation* is one sample set: a model (dataset × schedule), a sampler setting, a step count, a
 guidance scale and n images (seeds 0..n−1). Its folder name is ``<setting>-<steps>-cfg<scale>``
 (``cfgnone`` = unguided), so the same generation asked for by two tables (the sweep's ``ddim-50`` at
-the default scale 1 and the guidance sweep's s=1 row) is sampled and scored once.
+the default scale 1 and the guidance sweep's s=1 row) is sampled and scored once. Classifier guidance
+(a noisy classifier's gradient on the unguided model) appends ``-cg<scale>``; its scale 0 is the unguided
+generation itself (``cfgnone``), sampled once for both guidance tables.
 
 Tables are lists of generations: ``sweep`` (every model × ``sweep.runs`` at ``sampling.guidance``),
-``ablation`` (``ablation.schedule``'s models × ``ablation.runs``) and ``guidance``
-(``guidance.schedule``'s models × ``guidance.scales`` at ``guidance.run``).
+``ablation`` (``ablation.schedule``'s models × ``ablation.runs``), ``guidance`` (``guidance.schedule``'s
+models × ``guidance.scales`` at ``guidance.run``) and ``classifier_guidance`` (the same models and run ×
+``guidance.classifier_scales``).
 """
 
 from __future__ import annotations
@@ -18,7 +21,12 @@ from typing import Any
 
 from diffbench.errors import ParamsError
 
-TABLES = ("sweep", "ablation", "guidance")
+TABLES = ("sweep", "ablation", "guidance", "classifier_guidance")
+
+
+def noisy_classifier_name(model: str) -> str:
+    """The folder (under reference_models/) and stage item of the noisy classifier that guides ``model``."""
+    return f"{model}-noisy-classifier"
 
 
 @dataclass(frozen=True)
@@ -72,11 +80,21 @@ class Generation:
     steps: int
     guidance: float | None
     n_samples: int
+    classifier_scale: float | None = None  # classifier guidance (> 0, on the unguided model); None: none
 
     @property
     def run(self) -> str:
         """The folder name under results/<model>/ (and the row name in summary.json)."""
-        return f"{self.setting}-{self.steps}-cfg{scale_text(self.guidance)}"
+        run = f"{self.setting}-{self.steps}-cfg{scale_text(self.guidance)}"
+        return run if self.classifier_scale is None else f"{run}-cg{scale_text(self.classifier_scale)}"
+
+    @property
+    def guide_file(self) -> str:
+        """The network file that steers the samples, a dependency of the generate stage: the model itself
+        (conditioning, classifier-free guidance) or the noisy classifier of classifier guidance."""
+        if self.classifier_scale is None:
+            return f"reference_models/{self.model.name}/model.pt"
+        return f"reference_models/{noisy_classifier_name(self.model.name)}/noisy_classifier.pt"
 
     @property
     def key(self) -> str:
@@ -88,7 +106,7 @@ class Generation:
         return {
             "model": self.model.name, "dataset": self.model.dataset, "schedule": self.model.schedule,
             "run": self.run, "setting": self.setting, "kind": self.kind, "steps": self.steps,
-            "guidance": scale_text(self.guidance), "n": self.n_samples,
+            "guidance": scale_text(self.guidance), "n": self.n_samples, "guide": self.guide_file,
         }
 
 
@@ -115,6 +133,11 @@ class Plan:
                 return model
         raise ParamsError(f"model {name!r}: not among models ({', '.join(m.name for m in self.models)})")
 
+    @property
+    def guided_models(self) -> tuple[Model, ...]:
+        """The models a noisy classifier is trained for: those with classifier-guided generations."""
+        return tuple(dict.fromkeys(g.model for g in self.generations if g.classifier_scale is not None))
+
     def tables_of(self, generation: Generation) -> list[str]:
         """The tables that show ``generation``."""
         return [name for name, items in self.tables.items() if generation in items]
@@ -128,12 +151,21 @@ def build_plan(raw: dict) -> Plan:
     per_setting = sampling.get("n_samples_per_setting") or {}
     default_scale = parse_scale(sampling["guidance"], "sampling.guidance")
 
-    def make(model: Model, run: Any, scale: float | None, where: str) -> Generation:
+    def make(model: Model, run: Any, scale: float | None, where: str, classifier_scale: float | None = None
+             ) -> Generation:
         setting, steps = parse_run(run, where)
         if setting not in samplers:
             raise ParamsError(f"{where}: {run!r}: no sampler setting {setting!r}; settings: {', '.join(samplers)}")
         n = per_setting.get(setting, sampling["n_samples"])
-        return Generation(model, setting, samplers[setting]["kind"], steps, scale, n)
+        return Generation(model, setting, samplers[setting]["kind"], steps, scale, n, classifier_scale)
+
+    def classifier_guided(model: Model, value: Any) -> Generation:
+        """Classifier guidance at scale ``value`` on the unguided model; 0 is the unguided generation itself."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value >= 0 and math.isfinite(value)):
+            raise ParamsError(f"guidance.classifier_scales: a classifier guidance scale must be a number >= 0 "
+                              f"(0 = unguided), got {value!r}")
+        scale = float(value)
+        return make(model, raw["guidance"]["run"], None, "guidance.run", scale or None)
 
     def of_schedule(name: str, where: str) -> list[Model]:
         chosen = [m for m in models if m.schedule == name]
@@ -149,6 +181,9 @@ def build_plan(raw: dict) -> Plan:
         "guidance": tuple(make(m, raw["guidance"]["run"], parse_scale(s, "guidance.scales"), "guidance.run")
                           for m in of_schedule(raw["guidance"]["schedule"], "guidance.schedule")
                           for s in raw["guidance"]["scales"]),
+        "classifier_guidance": tuple(classifier_guided(m, s)
+                                     for m in of_schedule(raw["guidance"]["schedule"], "guidance.schedule")
+                                     for s in raw["guidance"].get("classifier_scales") or []),
     }
     unique: dict[str, Generation] = {}
     for items in tables.values():

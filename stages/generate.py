@@ -2,27 +2,30 @@
 
 Writes results/<model>/<run>/{samples.npz, generation.json}: images in seed order with their seeds
 and the class each asked for, and the record (validated sampler settings, NFE counted while
-sampling, timing, model hash, origin). Under torchrun each GPU samples its share of the seeds and
+sampling, timing, model hash, origin). A classifier-guided run (``-cg<s>``) loads the model's noisy
+classifier, refused if it was trained for another schedule or T. Under torchrun each GPU samples its share of the seeds and
 rank 0 gathers them. Scoring is the score stage's job: rescoring never resamples.
 """
 
 from __future__ import annotations
 
 import dataclasses
-
 import os
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from diffbench import atomic, distributed, layout, samplers
 from diffbench.cli import environment, stage_main, stage_parser, write_json
-from diffbench.generation import class_labels, generate, is_deterministic, load_model
+from diffbench.generation import ClassifierGuide, LoadedModel, class_labels, generate, is_deterministic, load_model
 from diffbench.hashing import sha256_file
-from diffbench.errors import ParamsError
+from diffbench.errors import DiffbenchError, ParamsError
+from diffbench.noisy_classifier import load_noisy_classifier
 from diffbench.plan import PLAN_COMMAND, load_stage_params
 from diffbench.records import generation_record
+from diffbench.runs import Generation
 from diffbench.sample_chunks import ChunkStore, signature
 
 
@@ -33,6 +36,20 @@ def gather_in_seed_order(local: np.ndarray, local_seeds: np.ndarray) -> tuple[np
     all_seeds = torch.cat(seeds).numpy()
     order = np.argsort(all_seeds, kind="stable")
     return torch.cat(parts).numpy()[order], all_seeds[order]
+
+
+def classifier_guide(generation: Generation, model: LoadedModel, device: torch.device
+                     ) -> tuple[ClassifierGuide | None, dict | None]:
+    """The noisy classifier and scale of a classifier-guided run, with its record entry; (None, None) otherwise."""
+    if generation.classifier_scale is None:
+        return None, None
+    path = Path(generation.guide_file)
+    classifier = load_noisy_classifier(path, model.schedule, device)
+    if classifier.config.num_classes != model.num_classes:
+        raise DiffbenchError(f"{path}: {classifier.config.num_classes} classes, the model has {model.num_classes}")
+    record = {"scale": generation.classifier_scale, "classifier_sha256": sha256_file(path),
+              "classifier_backward_passes_per_nfe": 1}
+    return ClassifierGuide(classifier, generation.classifier_scale), record
 
 
 @stage_main
@@ -52,16 +69,17 @@ def main(argv: list[str] | None = None) -> None:
 
     ctx = distributed.setup(os.environ.get("DIFFBENCH_DEVICE"))
     model = load_model(str(model_path), ctx.device, compile_model=sampling["compile"])
+    guide, guide_record = classifier_guide(generation, model, ctx.device)
     seeds = list(range(generation.n_samples))
     model_sha256 = sha256_file(model_path)
     chunks = ChunkStore(layout.partial_dir(generation.model.name, generation.run), signature(
         model=model_sha256, kind=generation.kind, settings=dataclasses.asdict(settings), steps=generation.steps,
         guidance=generation.guidance, bf16=sampling["bf16"] and ctx.device.type == "cuda",
-        batch_size=sampling["batch_size"], device=ctx.device.type))
+        batch_size=sampling["batch_size"], device=ctx.device.type, classifier=guide_record))
     generated = generate(
         model, generation.kind, settings, generation.steps, seeds, generation.guidance, sampling["batch_size"],
         bf16=sampling["bf16"], rank=ctx.rank, world_size=ctx.world_size,
-        label=f"generate {generation.model.name} {generation.run}", chunks=chunks,
+        label=f"generate {generation.model.name} {generation.run}", chunks=chunks, guide=guide,
     )
     resumed = int(sum(distributed.gather_arrays(torch.tensor(generated.resumed))))
     images, image_seeds = gather_in_seed_order(generated.images, generated.seeds)
@@ -73,11 +91,11 @@ def main(argv: list[str] | None = None) -> None:
     deterministic = None
     if check:
         deterministic = is_deterministic(model, generation.kind, settings, generation.steps, check,
-                                         generation.guidance, sampling["bf16"])
+                                         generation.guidance, sampling["bf16"], guide)
     out = layout.run_dir(generation.model.name, generation.run)
     out.mkdir(parents=True, exist_ok=True)
     labels = class_labels(torch.from_numpy(image_seeds), model.num_classes)
-    asked = labels is not None and generation.guidance is not None  # unguided samples ask for no class
+    asked = labels is not None and (generation.guidance is not None or guide is not None)  # unguided: no class
     sample_labels = labels.numpy() if asked else np.full(len(image_seeds), -1)
     atomic.write_with(out / "samples.npz", lambda handle: np.savez(handle, images=images, seeds=image_seeds,
                                                                    labels=sample_labels))
@@ -91,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
                 "bf16": sampling["bf16"] and ctx.device.type == "cuda", "compile": sampling["compile"],
                 "resumed_images": resumed},   # loaded from an interrupted run's batches; seconds time the rest
         model={"sha256": model_sha256, "step": model.file.get("step")},
-        environment=environment(),
+        environment=environment(), classifier_guidance=guide_record,
     ))
     print(f"{generation.model.name} {generation.run}: {len(images)} images, NFE {generated.nfe}, "
           f"{seconds:.1f} s ({len(images) / max(seconds, 1e-9):.1f} img/s on {ctx.world_size} x {device})")

@@ -17,11 +17,12 @@ from diffbench.data import load_split, take_subset
 from diffbench.diffusion import NoiseSchedule
 from diffbench.hashing import sha256_file
 from diffbench.noisy_classifier import load_noisy_classifier, save_noisy_classifier
+from diffbench.noisy_classifier_config import config_for
 from diffbench.noisy_classifier_training import (
     accuracy_by_t,
     accuracy_tsv,
-    config_for,
     eval_timesteps,
+    net_config,
     train_noisy_classifier,
 )
 from diffbench.unet import count_parameters
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
                        f"noisy_classifier.{spec.dataset}.eval_n", paths["test"])
     schedule = NoiseSchedule.named(spec.schedule, params.timesteps)
     _, height, width, channels = train_images.shape
-    net = config.net(height, channels, len(class_names), schedule, f"noisy_classifier.{spec.dataset}")
+    net = net_config(config, height, channels, len(class_names), schedule, f"noisy_classifier.{spec.dataset}")
     device = default_device()
 
     def log(row: dict) -> None:

@@ -108,3 +108,31 @@ def test_a_killed_generation_resumes_from_its_finished_batches(model_file, tmp_p
     assert len(calls) == 3 and other.resumed == 0  # batches of another signature are never reused
     store.clear()
     assert not (tmp_path / "partial").exists()
+
+
+def toy_noisy_classifier(schedule) -> "NoisyClassifier":
+    """A random noise-aware classifier for the tiny model's 8×8 images and 10 classes, under its schedule."""
+    from diffbench.noisy_classifier import NoisyClassifier, NoisyClassifierConfig
+
+    torch.manual_seed(1)
+    config = NoisyClassifierConfig(image_size=8, in_channels=1, num_classes=10, schedule=schedule.name,
+                                   timesteps=schedule.timesteps, channels=8, channel_mult=(1, 2), num_res_blocks=1,
+                                   attn_resolutions=(4,), dropout=0.0, norm_groups=4)
+    return NoisyClassifier(config).eval()
+
+
+def test_classifier_guidance_steers_every_sampler_batch_independently(model_file):
+    from diffbench.generation import ClassifierGuide
+
+    model = load_model(str(model_file), torch.device("cpu"))
+    guide = ClassifierGuide(toy_noisy_classifier(model.schedule), 50.0)
+    settings = make_settings("ddim", {})
+    seeds = list(range(5))
+    whole = generate(model, "ddim", settings, 6, seeds, None, batch_size=5, guide=guide)
+    split = generate(model, "ddim", settings, 6, seeds, None, batch_size=2, guide=guide)
+    unguided = generate(model, "ddim", settings, 6, seeds, None, batch_size=5)
+    assert np.array_equal(whole.images, split.images) and whole.nfe == unguided.nfe == 6
+    assert not np.array_equal(whole.images, unguided.images)  # the classifier's gradient moved the samples
+    assert is_deterministic(model, "ddim", settings, 6, [0, 1], None, False, guide)
+    with pytest.raises(ValueError, match="classifier guidance steers the unguided model"):
+        generate(model, "ddim", settings, 6, seeds, 1.0, batch_size=5, guide=guide)

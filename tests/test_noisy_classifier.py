@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from diffbench import config, layout
+from diffbench import layout
 from diffbench.checkpoint import load_file
 from diffbench.diffusion import NoiseSchedule
 from diffbench.errors import DiffbenchError, ParamsError
@@ -23,13 +23,13 @@ from diffbench.noisy_classifier import (
     load_noisy_classifier,
     save_noisy_classifier,
 )
+from diffbench.noisy_classifier_config import NoisyClassifierTraining, config_for
 from diffbench.noisy_classifier_training import (
-    NoisyClassifierTraining,
     accuracy_by_t,
     accuracy_tsv,
-    config_for,
     eval_timesteps,
     learning_rate,
+    net_config,
     train_noisy_classifier,
 )
 from stages import noisy_classifier as stage
@@ -60,8 +60,8 @@ def training(**changes) -> NoisyClassifierTraining:
     return NoisyClassifierTraining.from_params(ENTRY | changes, "noisy_classifier.toy", SCHEDULE.timesteps)
 
 
-def net_config(schedule: NoiseSchedule = SCHEDULE) -> NoisyClassifierConfig:
-    return training().net(8, 1, 4, schedule, "noisy_classifier.toy")
+def toy_net(schedule: NoiseSchedule = SCHEDULE) -> NoisyClassifierConfig:
+    return net_config(training(), 8, 1, 4, schedule, "noisy_classifier.toy")
 
 
 def one_line(error: pytest.ExceptionInfo) -> str:
@@ -72,7 +72,7 @@ def one_line(error: pytest.ExceptionInfo) -> str:
 
 @pytest.fixture(scope="module")
 def trained() -> tuple[NoisyClassifier, object, list[dict]]:
-    model, result = train_noisy_classifier(training(), net_config(), SCHEDULE, stripes(512, 0), seed=0, device="cpu")
+    model, result = train_noisy_classifier(training(), toy_net(), SCHEDULE, stripes(512, 0), seed=0, device="cpu")
     rows = accuracy_by_t(model, SCHEDULE, stripes(256, 1), eval_timesteps(100, 6), seed=0, batch_size=128)
     return model, result, rows
 
@@ -90,7 +90,7 @@ def randomised(model: NoisyClassifier) -> NoisyClassifier:
 
 def test_logits_for_integer_and_fractional_t_and_batch_independence():
     torch.manual_seed(0)
-    model = randomised(NoisyClassifier(net_config()))
+    model = randomised(NoisyClassifier(toy_net()))
     x = torch.randn(5, 1, 8, 8)
     t = torch.tensor([0, 10, 50, 90, 99])
     with torch.no_grad():
@@ -105,7 +105,7 @@ def test_logits_for_integer_and_fractional_t_and_batch_independence():
 def test_attention_pool_reads_every_position():
     """A change at any single pixel of the last feature map changes the logits (no crop, no stride loss)."""
     torch.manual_seed(0)
-    model = NoisyClassifier(net_config()).eval()
+    model = NoisyClassifier(toy_net()).eval()
     features = torch.randn(1, 32, 4, 4)
     base = model.pool(features)
     for i in range(4):
@@ -124,7 +124,7 @@ def test_attention_pool_reads_every_position():
 )
 def test_impossible_shapes_fail_in_one_line(changes, message):
     with pytest.raises(ParamsError) as error:
-        training(**changes).net(8, 1, 4, SCHEDULE, "noisy_classifier.toy")
+        net_config(training(**changes), 8, 1, 4, SCHEDULE, "noisy_classifier.toy")
     assert message in one_line(error)
 
 
@@ -185,9 +185,9 @@ def test_training_beats_chance_at_small_t_and_accuracy_falls_with_t(trained):
 
 def test_training_is_seeded():
     short = training(steps=3, log_every=3)
-    first, _ = train_noisy_classifier(short, net_config(), SCHEDULE, stripes(64, 0), seed=1, device="cpu")
-    second, _ = train_noisy_classifier(short, net_config(), SCHEDULE, stripes(64, 0), seed=1, device="cpu")
-    other, _ = train_noisy_classifier(short, net_config(), SCHEDULE, stripes(64, 0), seed=2, device="cpu")
+    first, _ = train_noisy_classifier(short, toy_net(), SCHEDULE, stripes(64, 0), seed=1, device="cpu")
+    second, _ = train_noisy_classifier(short, toy_net(), SCHEDULE, stripes(64, 0), seed=1, device="cpu")
+    other, _ = train_noisy_classifier(short, toy_net(), SCHEDULE, stripes(64, 0), seed=2, device="cpu")
     assert classifier_bytes(first, {}) == classifier_bytes(second, {}) != classifier_bytes(other, {})
 
 
@@ -200,7 +200,7 @@ def test_accuracy_tsv_and_eval_timesteps():
 
 def test_wrong_image_shape_fails():
     with pytest.raises(DiffbenchError, match="takes 8px"):
-        train_noisy_classifier(training(steps=1), net_config(), SCHEDULE, stripes(64, 0, size=16), 0, "cpu")
+        train_noisy_classifier(training(steps=1), toy_net(), SCHEDULE, stripes(64, 0, size=16), 0, "cpu")
 
 
 # --------------------------------------------------------------------------- files
@@ -245,6 +245,7 @@ def workdir(tmp_path, monkeypatch):
     """The quick profile's params with a tiny noisy_classifier.mnist, and toy 8×8 mnist splits."""
     params = yaml.safe_load((ROOT / "profiles" / "quick" / "params.yaml").read_text())
     params["noisy_classifier"] = {"mnist": ENTRY | {"steps": 20, "log_every": 10, "eval_n": 64, "eval_timesteps": 4}}
+    params["guidance"]["classifier_scales"] = []  # the stage trains for any model; only mnist is configured
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     for split, (n, seed) in {"train": (128, 0), "test": (96, 1)}.items():
         images, labels = stripes(n, seed)
@@ -253,9 +254,6 @@ def workdir(tmp_path, monkeypatch):
         np.savez(path, images=images, labels=labels, class_names=np.array(["a", "b", "c", "d"]))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DIFFBENCH_DEVICE", "cpu")
-    optional = tuple(getattr(config, "OPTIONAL_TOP_LEVEL", ()))
-    if "noisy_classifier" not in tuple(getattr(config, "TOP_LEVEL", ())) + optional:  # until params know the section
-        monkeypatch.setattr(config, "OPTIONAL_TOP_LEVEL", optional + ("noisy_classifier",), raising=False)
     return tmp_path
 
 

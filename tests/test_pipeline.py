@@ -4,6 +4,7 @@ sampler plugin (one file, one params line) and a guidance scale, which run only 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -59,7 +60,9 @@ def toy_params() -> dict:
                            "n_samples_per_setting": {"ddpm": 8}}
     params["sweep"]["runs"] = ["ddim-5"]
     params["ablation"] |= {"schedule": "linear", "runs": ["ddpm-20", "ddim_eta1-5"]}
-    params["guidance"] |= {"run": "ddim-5", "scales": ["none", 2]}
+    params["guidance"] |= {"run": "ddim-5", "scales": ["none", 2], "classifier_scales": [0, 2]}
+    params["noisy_classifier"] = {"toy": params["noisy_classifier"]["cifar10-jpeg"] | {
+        "steps": 6, "batch_size": 8, "log_every": 3, "eval_n": 10, "eval_timesteps": 3}}
     params["metrics"] |= {"reference_n": 20, "floor_n": 10, "batch_size": 16, "kid_subset_size": 8,
                           "kid_subsets": 5, "grid_images": 8, "interval_resamples": 5}
     params["metrics"]["clip"]["prompts"] = {"toy": "a photo of a {class} thing"}
@@ -79,8 +82,6 @@ NAME = "mysampler"
 
 def outputs(repo: Path) -> dict[str, str]:
     """sha256 of every file under the pipeline's output folders."""
-    import hashlib
-
     return {str(p.relative_to(repo)): hashlib.sha256(p.read_bytes()).hexdigest()
             for folder in ("data", "features", "reference_models", "results", "reports")
             for p in sorted((repo / folder).rglob("*")) if p.is_file()}
@@ -142,6 +143,14 @@ def test_dvc_repro_end_to_end_then_one_param_change(tmp_path):
     assert ddpm["deterministic"] is False and ddpm["n_samples"] == 8 and ddpm["nfe"] == 20
     card = (repo / "reference_models" / "toy-linear" / "model_card.md").read_text()
     assert "| length | 6 steps" in card and "toy" in card
+    guided = json.loads((repo / "results" / "toy-cosine" / "ddim-5-cfgnone-cg2" / "metrics.json").read_text())
+    noisy = repo / "reference_models" / "toy-cosine-noisy-classifier"
+    assert guided["classifier_guidance"]["scale"] == 2 and guided["guidance_scale"] is None
+    assert guided["classifier_guidance"]["classifier_sha256"] == hashlib.sha256(
+        (noisy / "noisy_classifier.pt").read_bytes()).hexdigest()
+    assert guided["metrics"]["class_accuracy"] is not None  # classifier guidance asks for classes
+    assert "classifier" in (reports / "tables" / "guidance_toy.md").read_text()
+    assert (reports / "plots" / "guidance_tradeoff_toy.png").is_file() and (noisy / "model_card.md").is_file()
 
     # A params mistake fails at preflight in one line and leaves every output byte-identical.
     before = outputs(repo)

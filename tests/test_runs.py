@@ -36,15 +36,30 @@ def test_bad_scales_fail_in_one_line(value):
 
 def test_a_generation_two_tables_ask_for_is_planned_once():
     params = raw()
-    params["guidance"] |= {"run": "ddim-10", "scales": ["none", 1, 3]}
+    params["guidance"] |= {"run": "ddim-10", "scales": ["none", 1, 3], "classifier_scales": [0, 3]}
     plan = build_plan(params)
     shared = plan.generation("mnist-cosine", "ddim-10-cfg1")
     assert plan.tables_of(shared) == ["sweep", "guidance"]
+    unguided = plan.generation("mnist-cosine", "ddim-10-cfgnone")  # classifier guidance at 0 is the unguided run
+    assert plan.tables_of(unguided) == ["guidance", "classifier_guidance"]
+    guided = plan.generation("mnist-cosine", "ddim-10-cfgnone-cg3")
+    assert guided.guidance is None and guided.classifier_scale == 3
+    assert guided.guide_file == "reference_models/mnist-cosine-noisy-classifier/noisy_classifier.pt"
+    assert unguided.guide_file == "reference_models/mnist-cosine/model.pt"
     keys = [g.key for g in plan.generations]
     assert len(keys) == len(set(keys))
     sweep = len(plan.models) * len(params["sweep"]["runs"])
     ablation = 2 * len(params["ablation"]["runs"])  # two datasets, one ablation schedule
-    assert len(keys) == sweep + ablation + 2 * 2  # guidance: none and 3 are new, 1 is the sweep's
+    assert len(keys) == sweep + ablation + 2 * 2 + 2  # guidance: none and 3 are new, 1 is the sweep's; cg3 is new
+    assert [m.name for m in plan.guided_models] == ["mnist-cosine", "cifar10-jpeg-cosine"]
+
+
+@pytest.mark.parametrize("value", ["none", -1, "x", True])
+def test_a_classifier_guidance_scale_is_a_number(value):
+    params = raw()
+    params["guidance"]["classifier_scales"] = [value]
+    with pytest.raises(ParamsError, match="guidance.classifier_scales: a classifier guidance scale must be a number"):
+        build_plan(params)
 
 
 def test_per_setting_sample_counts_and_unknown_settings():

@@ -19,9 +19,11 @@ def test_a_shard_runs_its_models_whole_chain_headline_rows_first():
     params = load_params(ROOT / "params.yaml")
     groups = dict(shard_groups(params, "mnist"))
     assert list(groups)[:3] == ["setup", "models", "reference"]
-    assert groups["models"] == ["train@mnist-linear", "train@mnist-cosine", "train@mnist-sigmoid", "classifier@mnist"]
+    assert groups["models"] == ["train@mnist-linear", "train@mnist-cosine", "train@mnist-sigmoid", "classifier@mnist",
+                                "noisy_classifier@mnist-cosine"]  # classifier guidance on the guidance schedule
     names = list(groups)
-    assert names.index("sweep") < names.index("elbo") < names.index("ablation")  # DDPM-1000 last
+    assert names.index("sweep") < names.index("guidance") < names.index("classifier_guidance") < names.index("elbo")
+    assert names.index("elbo") < names.index("ablation")  # DDPM-1000 last
     stages = shard_stages(params, "mnist")
     assert len(stages) == len(set(stages)) and not any("cifar10-jpeg" in s for s in stages)
     mnist_runs = {g.key for g in params.plan.generations if g.model.dataset == "mnist"}
