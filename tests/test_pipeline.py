@@ -194,3 +194,16 @@ def test_dvc_repro_end_to_end_then_one_param_change(tmp_path):
     status = run([DVC, "status"], repo, env)
     assert "score@toy-linear.ddim-5-cfg1" in status
     assert "generate@" not in status and "train@" not in status
+
+    # The GPU shard's way: stages run in-process by diffbench.stage_runner, then `dvc commit` records them;
+    # DVC then calls them current, as if `dvc repro` had run them.
+    params["metrics"]["kid_subsets"] = 5
+    params["guidance"]["scales"] = ["none", 3, 5]
+    write_params(repo, params, env)
+    new = ["generate@toy-cosine.ddim-5-cfg5", "score@toy-cosine.ddim-5-cfg5"]
+    run([sys.executable, "-m", "diffbench.stage_runner", "--done", "done.txt", *new], repo, env)
+    assert (repo / "done.txt").read_text().split() == new
+    run([DVC, "commit", "--force", *new], repo, env)
+    assert run([DVC, "status", *new], repo, env).strip().endswith("up to date.")
+    assert json.loads((repo / "results" / "toy-cosine" / "ddim-5-cfg5" / "metrics.json").read_text())[
+        "guidance_scale"] == 5
