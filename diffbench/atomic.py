@@ -4,12 +4,14 @@ Every writer goes through :func:`write_with`: the bytes go to a hidden temporary
 folder (``.<name>.<pid>.<random>.tmp``, gitignored), are flushed and fsynced, and the file is then
 renamed over ``path`` with ``os.replace`` (atomic on POSIX) and the folder fsynced. A crash, a kill
 or a full disk therefore leaves either the previous file byte-identical or the new one whole, never
-half a file; on an exception the temporary file is removed. An ``OSError`` (disk full, read-only
-folder, ...) becomes :class:`WriteError`: one line naming the file, still an ``OSError``.
+half a file; on an exception the temporary file is removed, and a SIGKILL's leftover (its process is
+gone) is removed by the next write of the same file. An ``OSError`` (disk full, read-only folder, ...)
+becomes :class:`WriteError`: one line naming the file, still an ``OSError``.
 """
 
 from __future__ import annotations
 
+import glob
 import io
 import os
 import secrets
@@ -29,6 +31,7 @@ def write_with(path: str | Path, writer: Callable[[BinaryIO], None]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_dead_temps(path)
         with open(tmp, "xb") as handle:  # default permissions (0666 & ~umask), like a plain write
             writer(handle)
             handle.flush()
@@ -75,6 +78,25 @@ def save_torch(path: str | Path, obj: Any) -> None:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     write_bytes(path, buffer.getvalue())
+
+
+def _remove_dead_temps(path: Path) -> None:
+    """Remove temporary files of ``path`` whose writer no longer runs (killed mid-write; pids of this host)."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2:].split(".")[0]
+        if pid.isdigit() and not _running(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    """Is ``pid`` a process of this host (signal 0 probes without sending)?"""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _fsync_folder(folder: Path) -> None:

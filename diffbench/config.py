@@ -16,7 +16,7 @@ from diffbench.data import dataset_spec
 from diffbench.elbo_settings import ElboSettings
 from diffbench.noisy_classifier_config import config_for as noisy_classifier_config
 from diffbench.errors import ParamsError
-from diffbench.validation import nonempty_list, typed_section
+from diffbench.validation import check_widths, nonempty_list, positive_ints, typed_section
 from diffbench.runs import Model, Plan, build_plan, parse_scale
 from diffbench.samplers import REGISTRY, check_steps, get_sampler, make_settings, planned_timesteps
 from diffbench.schedules import SCHEDULES
@@ -29,6 +29,8 @@ OPTIONAL_TOP_LEVEL = {
     "report_banner": "a line every report of the profile starts with",
     "noisy_classifier": "per dataset, the noise-aware classifier of classifier guidance (guidance.classifier_scales)",
 }
+ARCHITECTURE_KEYS = {"channels": int, "channel_mult": list, "num_res_blocks": int, "attn_resolutions": list,
+                     "dropout": float, "norm_groups": int}
 TRAINING_KEYS = {
     "steps": int, "batch_size": int, "lr": float, "warmup_steps": int, "weight_decay": float,
     "grad_clip": float, "ema_decay": float, "p_uncond": float, "hflip": bool, "checkpoint_every": int,
@@ -41,6 +43,12 @@ METRICS_KEYS = {
     "kid_subset_size": int, "kid_subsets": int, "prc_k": int, "grid_images": int,
     "interval_resamples": int, "interval_level": float,
 }
+PLAN_KEYS = {  # the sections the plan is built from (diffbench.runs), typed before it is
+    "sweep": {"runs": list}, "ablation": {"schedule": str, "runs": list},
+    "guidance": {"schedule": str, "run": str, "scales": list},
+}
+PLAN_OPTIONAL = {"guidance": ("classifier_scales",)}  # checked when the plan is built
+PER_DATASET = ("architectures", "training", "classifier")  # sections with one entry per dataset
 CLIP_KEYS = {"model": str, "download": bool, "prompts": dict, "check_n": int, "check_alpha": float, "batch_size": int}
 
 
@@ -110,34 +118,46 @@ class Params:
         banner = raw.get("report_banner")
         if banner is not None and not isinstance(banner, str):
             raise ParamsError(f"report_banner: must be a text or absent, got {banner!r}")
-        if not isinstance(raw["seed"], int) or raw["seed"] < 0:
+        if not isinstance(raw["root"], str) or not raw["root"]:
+            raise ParamsError(f"root: must be a path (text) from the params file to the repository, got {raw['root']!r}")
+        if isinstance(raw["seed"], bool) or not isinstance(raw["seed"], int) or raw["seed"] < 0:
             raise ParamsError(f"seed: must be an integer >= 0, got {raw['seed']!r}")
-        timesteps = raw["diffusion"].get("timesteps")
+        typed_section(raw["diffusion"], {"timesteps": int}, "diffusion")
+        timesteps = raw["diffusion"]["timesteps"]
         if isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 1:
             raise ParamsError(f"diffusion.timesteps: must be an integer >= 1, got {timesteps!r}")
         self._validate_datasets()
         self._validate_models()
         self._validate_samplers()
         typed_section(raw["sampling"], SAMPLING_KEYS, "sampling", untyped=("guidance",))
+        if "guidance" not in raw["sampling"]:
+            raise ParamsError("sampling.guidance: missing; the sweep's guidance scale, a number >= 0 or none")
         parse_scale(raw["sampling"]["guidance"], "sampling.guidance")
         for key in ("n_samples", "batch_size"):
             if raw["sampling"][key] < 1:
                 raise ParamsError(f"sampling.{key}: must be >= 1, got {raw['sampling'][key]}")
         for setting, n in raw["sampling"]["n_samples_per_setting"].items():
             if setting not in raw["samplers"]:
-                raise ParamsError(f"sampling.n_samples_per_setting.{setting}: no such sampler setting; "
+                raise ParamsError(f"sampling.n_samples_per_setting.{setting}: no such sampler setting (samplers.{setting}); "
                                   f"settings: {', '.join(raw['samplers'])}")
             if isinstance(n, bool) or not isinstance(n, int) or n < 1:
                 raise ParamsError(f"sampling.n_samples_per_setting.{setting}: must be an integer >= 1, got {n!r}")
+        typed_section(raw["metrics"], METRICS_KEYS, "metrics", untyped=("inception_weights", "clip"))
+        weights = raw["metrics"].get("inception_weights")
+        if weights is not None and not (isinstance(weights, str) and weights):
+            raise ParamsError(f"metrics.inception_weights: must be a file path or null, got {weights!r}")
+        for section, keys in PLAN_KEYS.items():
+            typed_section(raw[section], keys, section, untyped=PLAN_OPTIONAL.get(section, ()))
+        if not isinstance(raw["shards"], dict) or not raw["shards"]:  # the plan reads them too
+            raise ParamsError("shards: must map shard names to lists of model names (<dataset>-<schedule>)")
         self._validate_sweeps()
         self._validate_shards()
-        typed_section(raw["metrics"], METRICS_KEYS, "metrics", untyped=("inception_weights", "clip"))
         self._validate_intervals()
         self._validate_clip()
         ElboSettings.from_params(raw["elbo"], raw["diffusion"]["timesteps"])
         if raw["metrics"]["reference_split"] not in ("train", "test"):
             raise ParamsError("metrics.reference_split: must be 'train' or 'test'")
-        for key in ("reference_n", "kid_subset_size", "kid_subsets", "prc_k", "batch_size"):
+        for key in ("reference_n", "floor_n", "kid_subset_size", "kid_subsets", "prc_k", "batch_size", "grid_images"):
             if raw["metrics"][key] < 1:
                 raise ParamsError(f"metrics.{key}: must be >= 1, got {raw['metrics'][key]}")
 
@@ -156,6 +176,9 @@ class Params:
         for key in ("pretrained", "weights"):
             if key not in clip or not (clip[key] is None or isinstance(clip[key], str)):
                 raise ParamsError(f"metrics.clip.{key}: must be a string or null, got {clip.get(key)!r}")
+        for dataset in clip["prompts"]:
+            if dataset not in self.raw["datasets"]:
+                raise ParamsError(f"metrics.clip.prompts.{dataset}: no dataset {dataset!r} (datasets.{dataset})")
         for dataset in self.raw["models"]["datasets"]:
             template = clip["prompts"].get(dataset)
             if not isinstance(template, str) or "{class}" not in template:
@@ -169,42 +192,74 @@ class Params:
         datasets = self.raw["datasets"]
         if not isinstance(datasets, dict) or not datasets:
             raise ParamsError("datasets: must map at least one dataset name to its source")
+        for section in PER_DATASET:
+            if not isinstance(self.raw[section], dict):
+                raise ParamsError(f"{section}: must map each dataset to its settings, got {self.raw[section]!r}")
         for name, entry in datasets.items():
             if not isinstance(entry, dict):
                 raise ParamsError(f"datasets.{name}: must be a mapping with kind (and local, archive, sha256)")
             dataset_spec(name, entry)
             for section in ("architectures", "training"):
                 if name not in self.raw[section]:
-                    raise ParamsError(f"{section}.{name}: missing (every dataset needs one)")
+                    raise ParamsError(f"datasets.{name}: no {section}.{name} (every dataset needs one)")
+            self._validate_architecture(name)
             typed_section(self.raw["training"][name], TRAINING_KEYS, f"training.{name}")
             training = self.raw["training"][name]
             if not 0 <= training["p_uncond"] <= 1:
                 raise ParamsError(f"training.{name}.p_uncond: must be in [0, 1], got {training['p_uncond']}")
             if not 0 <= training["ema_decay"] < 1:
                 raise ParamsError(f"training.{name}.ema_decay: must be in [0, 1), got {training['ema_decay']}")
+            if not training["lr"] > 0:
+                raise ParamsError(f"training.{name}.lr: must be > 0, got {training['lr']}")
             for key in ("steps", "batch_size", "checkpoint_every", "log_every"):
                 if training[key] < 1:
                     raise ParamsError(f"training.{name}.{key}: must be >= 1, got {training[key]}")
             config_for(self.raw["classifier"], name)
+        noisy = self.raw.get("noisy_classifier", {})
+        if not isinstance(noisy, dict):
+            raise ParamsError(f"noisy_classifier: must map datasets to their noisy classifier, got {noisy!r}")
+        for section, entries in [*((name, self.raw[name]) for name in PER_DATASET), ("noisy_classifier", noisy)]:
+            for name in entries:
+                if name not in datasets:
+                    raise ParamsError(f"{section}.{name}: no dataset {name!r} (datasets.{name}); "
+                                      f"datasets: {', '.join(datasets)}")
+        for name in noisy:
+            noisy_classifier_config(noisy, name, self.raw["diffusion"]["timesteps"])
+
+    def _validate_architecture(self, name: str) -> None:
+        """``architectures.<name>``: typed, sizes >= 1, widths that fit the group norm (the image size is
+        checked when the split is known: ``UNetConfig.validate``)."""
+        entry, where = self.raw["architectures"][name], f"architectures.{name}"
+        typed_section(entry, ARCHITECTURE_KEYS, where)
+        for key in ("channels", "num_res_blocks", "norm_groups"):
+            if entry[key] < 1:
+                raise ParamsError(f"{where}.{key}: must be >= 1, got {entry[key]}")
+        mult = positive_ints(entry, "channel_mult", where)
+        positive_ints(entry, "attn_resolutions", where, empty=True)
+        check_widths(entry["channels"], mult, entry["norm_groups"], entry["dropout"], where)
 
     def _validate_models(self) -> None:
         section = self.raw["models"]
-        if not isinstance(section, dict) or set(section) != {"datasets", "schedules"}:
-            raise ParamsError("models: must be {datasets: [...], schedules: [...]}")
+        typed_section(section, {"datasets": list, "schedules": list}, "models")
         for name in nonempty_list(section, "datasets", "models"):
-            if name not in self.raw["datasets"]:
-                raise ParamsError(f"models.datasets: unknown dataset {name!r}; allowed: {', '.join(self.raw['datasets'])}")
+            if not isinstance(name, str) or name not in self.raw["datasets"]:
+                raise ParamsError(f"models.datasets: unknown dataset {name!r} (no datasets.{name}); "
+                                  f"allowed: {', '.join(self.raw['datasets'])}")
         for name in nonempty_list(section, "schedules", "models"):
-            if name not in SCHEDULES:
+            if not isinstance(name, str) or name not in SCHEDULES:
                 raise ParamsError(f"models.schedules: unknown schedule {name!r}; allowed: {', '.join(sorted(SCHEDULES))}")
 
     def _validate_samplers(self) -> None:
+        if not isinstance(self.raw["samplers"], dict) or not self.raw["samplers"]:
+            raise ParamsError("samplers: must map setting names to {kind: <sampler>, <option>: <value>, ...}")
         for name, entry in self.raw["samplers"].items():
             if "-" in name:
                 raise ParamsError(f"samplers.{name}: a setting name may not contain '-' (runs are <setting>-<steps>)")
-            if not isinstance(entry, dict) or "kind" not in entry:
-                raise ParamsError(f"samplers.{name}: needs kind: one of {', '.join(sorted(REGISTRY))}")
-            get_sampler(entry["kind"])
+            if not isinstance(entry, dict):
+                raise ParamsError(f"samplers.{name}: must be a mapping with kind and the sampler's options")
+            if "kind" not in entry:
+                raise ParamsError(f"samplers.{name}.kind: missing; one of {', '.join(sorted(REGISTRY))}")
+            get_sampler(entry["kind"], f"samplers.{name}.kind")
             make_settings(entry["kind"], {k: v for k, v in entry.items() if k != "kind"}, f"samplers.{name}")
 
     def _validate_sweeps(self) -> None:
@@ -229,8 +284,6 @@ class Params:
 
     def _validate_shards(self) -> None:
         shards = self.raw["shards"]
-        if not isinstance(shards, dict) or not shards:
-            raise ParamsError("shards: must map shard names to lists of model names (<dataset>-<schedule>)")
         names = [m.name for m in self.plan.models]
         seen: dict[str, str] = {}
         for shard, models in shards.items():

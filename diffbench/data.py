@@ -153,6 +153,15 @@ def resolve_local_dir(name: str, explicit: str | None) -> Path | None:
     return None
 
 
+def check_source(spec: DatasetSpec, local_dir: Path | None) -> None:
+    """Raise DataError when ``spec`` has no local copy and nothing to download it from (an image folder)."""
+    if local_dir is None and spec.kind == "imagefolder":
+        raise DataError(
+            f"dataset {spec.name} (imagefolder) has no download source: set {DATA_DIR_ENV} "
+            f"(to a folder holding {spec.name}/) or params datasets.{spec.name}.{LOCAL_DIR_FIELD}"
+        )
+
+
 # --------------------------------------------------------------------------- prepare / load
 
 
@@ -418,11 +427,7 @@ def _cifar_split(files: dict[str, bytes], names: tuple[str, ...]) -> tuple[np.nd
 
 
 def _load_imagefolder(spec: DatasetSpec, local_dir: Path | None) -> _Loaded:
-    if local_dir is None:
-        raise DataError(
-            f"dataset {spec.name} (imagefolder) has no download source: set {DATA_DIR_ENV} "
-            f"(to a folder holding {spec.name}/) or params datasets.{spec.name}.{LOCAL_DIR_FIELD}"
-        )
+    check_source(spec, local_dir)
     source = local_dir / spec.archive if spec.archive else local_dir
     # provenance names the archive as params.yaml does (relative to the local dir), never by its path
     if source.is_file():

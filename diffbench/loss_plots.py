@@ -18,10 +18,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from diffbench import layout  # noqa: E402
+from diffbench import atomic, layout  # noqa: E402
 from diffbench.errors import DiffbenchError  # noqa: E402
 
 MAX_WINDOW = 10  # logged points in the rolling mean at most
+
+
+def save_figure(fig, path: str | Path) -> None:
+    """A matplotlib figure as PNG (120 dpi), written atomically: a kill leaves the old file or the new one."""
+    atomic.write_with(path, lambda handle: fig.savefig(handle, format="png", dpi=120))
 
 
 def read_loss(path: Path) -> pd.DataFrame:
@@ -64,7 +69,7 @@ def plot_loss_curves(curves: dict[str, Path], path: Path, dataset: str) -> bool:
     ax.legend(title="schedule")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
     plt.close(fig)
     return True
 

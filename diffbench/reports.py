@@ -29,8 +29,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from diffbench import atomic  # noqa: E402
 from diffbench.config import Params  # noqa: E402
-from diffbench.loss_plots import plot_dataset_losses  # noqa: E402
+from diffbench.loss_plots import plot_dataset_losses, save_figure  # noqa: E402
 from diffbench.report_data import FLOOR_METHOD, INTERVAL_METRICS, REASONS, load_elbo, load_frame  # noqa: E402
 
 SCALED = {"kid_mean": 1e3}  # shown ×1e3 in tables
@@ -135,9 +136,9 @@ def _provenance_lines(frame: pd.DataFrame, dataset: str) -> list[str]:
 def write_table(table: pd.DataFrame, shown: pd.DataFrame, stem: Path, title: str, notes: list[str]) -> None:
     """``stem``.csv (raw values, intervals included) and ``stem``.md (formatted cells, provenance notes)."""
     stem.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(stem.with_suffix(".csv"), index=False)
+    atomic.write_text(stem.with_suffix(".csv"), table.to_csv(index=False))
     text = [f"# {title}", "", *notes, "", shown.to_markdown(index=False), ""]
-    stem.with_suffix(".md").write_text("\n".join(text))
+    atomic.write_text(stem.with_suffix(".md"), "\n".join(text))
 
 
 def _raw_columns(rows: pd.DataFrame, keys: list[str], lead: list[str], tail: list[str]) -> pd.DataFrame:
@@ -194,7 +195,8 @@ def steps_table(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(a) quality vs NFE: DDPM, DDIM variants and every other sampler on one schedule: (raw, shown)."""
     keys = _present(rows, STEPS_KEYS)
     lead = {"schedule": "schedule", "method": "sampler", "steps": "steps", "nfe": "NFE"}
-    tail = {"seconds_per_image": "s/image", "deterministic": "deterministic?", "n_samples": "n", "device": "device",
+    rows = rows.assign(ms_per_image=rows["seconds_per_image"] * 1e3)
+    tail = {"ms_per_image": "ms/image", "deterministic": "deterministic?", "n_samples": "n", "device": "device",
             "status": "status"}
     raw = _raw_columns(rows, keys, list(lead), list(tail))
     return raw, _shown(rows, keys, lead, tail, _not_floor(rows))
@@ -235,6 +237,7 @@ def guidance_rows(frame: pd.DataFrame) -> pd.DataFrame:
     rows["network_passes"] = rows["nfe"] * np.where(pair, 2, 1)  # a guided CFG step asks cond and uncond
     rows["classifier_passes"] = np.where(cg, rows["nfe"], 0)  # one classifier forward + backward per NFE
     rows["order"] = np.select([cg, cfg], [2, 1], 0)
+    rows["ms_per_image"] = rows["seconds_per_image"] * 1e3  # device time: seconds × GPUs / images
     return rows.sort_values(["order", "scale"], kind="stable")
 
 
@@ -244,7 +247,7 @@ def guidance_table(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     keys = _present(rows, GUIDANCE_KEYS)
     lead = {"schedule": "schedule", "method": "sampler", "steps": "steps", "guidance": "guidance", "scale": "scale"}
     tail = {"network_passes": "U-Net passes/image", "classifier_passes": "classifier fwd+bwd/image",
-            "seconds_per_image": "s/image", "n_samples": "n", "device": "device", "status": "status"}
+            "ms_per_image": "ms/image", "n_samples": "n", "device": "device", "status": "status"}
     raw = _raw_columns(rows, keys, list(lead), list(tail))
     return raw, _shown(rows, keys, lead, tail, None)
 
@@ -269,7 +272,7 @@ def plot_guidance_tradeoff(frame: pd.DataFrame, path: Path, dataset: str) -> Non
     ax.set_title(f"{dataset}: classifier vs classifier-free guidance (n={n}, 95% intervals)", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
     plt.close(fig)
 
 
@@ -331,7 +334,7 @@ def plot_fid_vs_nfe(rows: pd.DataFrame, path: Path, dataset: str) -> None:
     ax.set_title(f"{dataset} ({schedules} schedule): FID vs NFE (n={n}, 95% intervals)", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
     plt.close(fig)
 
 
@@ -363,7 +366,7 @@ def plot_quality_vs_cfg(frame: pd.DataFrame, path: Path, dataset: str) -> None:
     n = ", ".join(str(int(v)) for v in sorted(rows["n_samples"].dropna().unique()))
     fig.suptitle(f"{dataset}: quality vs classifier-free guidance (n={n}, 95% intervals)")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
     plt.close(fig)
 
 
@@ -389,7 +392,7 @@ def summary(frame: pd.DataFrame, elbo: pd.DataFrame) -> dict:
 
 def _copy_grid(source: object, target: Path) -> bool:
     if isinstance(source, str) and Path(source).is_file():
-        shutil.copyfile(source, target)
+        atomic.write_bytes(target, Path(source).read_bytes())
         return True
     return False
 
@@ -471,6 +474,6 @@ def build_reports(params: Params, out: Path, banner: str | None = None) -> tuple
             plot_guidance_tradeoff(rows, out / "plots" / f"guidance_tradeoff_{dataset}.png", dataset)
             index.append(f"- ![FID vs class accuracy](plots/guidance_tradeoff_{dataset}.png)")
         index += grid_lines(rows, out) + [""]
-    (out / "index.md").write_text("\n".join(index))
-    (out / "summary.json").write_text(json.dumps(summary(frame, elbo), indent=2, sort_keys=True) + "\n")
+    atomic.write_text(out / "index.md", "\n".join(index))
+    atomic.write_text(out / "summary.json", json.dumps(summary(frame, elbo), indent=2, sort_keys=True) + "\n")
     return sorted(p for p in out.rglob("*") if p.is_file()), warnings

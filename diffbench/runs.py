@@ -155,7 +155,8 @@ def build_plan(raw: dict) -> Plan:
              ) -> Generation:
         setting, steps = parse_run(run, where)
         if setting not in samplers:
-            raise ParamsError(f"{where}: {run!r}: no sampler setting {setting!r}; settings: {', '.join(samplers)}")
+            raise ParamsError(f"{where}: {run!r}: no sampler setting {setting!r} (samplers.{setting}); "
+                              f"settings: {', '.join(samplers)}")
         n = per_setting.get(setting, sampling["n_samples"])
         return Generation(model, setting, samplers[setting]["kind"], steps, scale, n, classifier_scale)
 

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from diffbench.errors import ParamsError
+from diffbench.validation import check_widths
 
 
 @dataclass(frozen=True)
@@ -56,11 +57,9 @@ class UNetConfig:
 
 def check_levels(config: Any, where: str) -> None:
     """The shape rules of a U-Net's down path (this U-Net's and the noisy classifier's encoder): every width
-    divisible by ``norm_groups``, every halving of ``image_size`` even, dropout in [0, 1); one line naming
-    ``where``.<field> otherwise."""
-    widths = [config.channels * m for m in config.channel_mult]
-    if any(w % config.norm_groups for w in widths):
-        raise ParamsError(f"{where}.norm_groups: {config.norm_groups} must divide every width {widths}")
+    divisible by ``norm_groups``, dropout in [0, 1) (``check_widths``), every halving of ``image_size`` even;
+    one line naming ``where``.<field> otherwise."""
+    check_widths(config.channels, config.channel_mult, config.norm_groups, config.dropout, where)
     size = config.image_size
     for _ in config.channel_mult[:-1]:
         if size % 2:
@@ -69,8 +68,6 @@ def check_levels(config: Any, where: str) -> None:
                 f"to an odd size {size}; use fewer levels"
             )
         size //= 2
-    if not 0 <= config.dropout < 1:
-        raise ParamsError(f"{where}.dropout: must be in [0, 1), got {config.dropout}")
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:

@@ -1,5 +1,6 @@
-"""Leaf helpers for validating params sections: typed keys, non-empty lists (no torch, no diffbench imports
-beyond errors), so every settings module can use them without import cycles."""
+"""Leaf helpers for validating params sections: typed keys, non-empty lists, lists of positive integers, a
+U-Net's widths (no torch, no diffbench imports beyond errors), so every settings module can use them without
+import cycles."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from diffbench.errors import ParamsError
 
 def typed_section(section: dict, keys: dict[str, type], where: str, untyped: tuple[str, ...] = ()) -> None:
     """Every key of ``keys`` present with its type (numbers >= 0); nothing else but ``untyped``."""
+    if not isinstance(section, dict):
+        raise ParamsError(f"{where}: must be a mapping with {', '.join(keys)}, got {section!r}")
     for key, kind in keys.items():
         if key not in section:
             raise ParamsError(f"{where}.{key}: missing")
@@ -30,3 +33,23 @@ def nonempty_list(section: dict, key: str, where: str) -> list:
     if not isinstance(values, list) or not values:
         raise ParamsError(f"{where}.{key}: must be a non-empty list")
     return values
+
+
+def positive_ints(section: dict, key: str, where: str, empty: bool = False) -> list[int]:
+    """``section[key]`` as a list of integers >= 1 (non-empty unless ``empty``), else one line naming ``where.key``."""
+    values = section[key]
+    if not isinstance(values, list) or not (values or empty) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values):
+        raise ParamsError(f"{where}.{key}: must be a {'' if empty else 'non-empty '}list of integers >= 1, got {values!r}")
+    return values
+
+
+def check_widths(channels: int, channel_mult: list[int] | tuple[int, ...], norm_groups: int, dropout: float,
+                 where: str) -> None:
+    """A U-Net's widths and dropout (params ``architectures.<dataset>`` and the noisy classifier's encoder):
+    every width ``channels * mult`` divisible by ``norm_groups``, dropout in [0, 1)."""
+    widths = [channels * m for m in channel_mult]
+    if any(w % norm_groups for w in widths):
+        raise ParamsError(f"{where}.norm_groups: {norm_groups} must divide every width {widths}")
+    if not 0 <= dropout < 1:
+        raise ParamsError(f"{where}.dropout: must be in [0, 1), got {dropout}")

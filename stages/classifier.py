@@ -30,6 +30,17 @@ from diffbench.metrics.reference import reference_meta, save_reference
 from diffbench.unet import count_parameters
 
 
+RUN_FACTS = ("seconds", "images_per_second", "device")  # differ run to run or machine to machine
+
+
+def file_provenance(record: dict) -> dict:
+    """What classifier.pt stores: the record without timings, device and environment (those stay in
+    classifier.json), so the same inputs give the same bytes and the stages that read the file stay current."""
+    result = {k: v for k, v in record["result"].items() if k not in RUN_FACTS}
+    result["history"] = [{k: v for k, v in row.items() if k not in RUN_FACTS} for row in result["history"]]
+    return {k: v for k, v in record.items() if k != "environment"} | {"result": result}
+
+
 def split_record(path, images) -> dict:
     """Where a split came from: path, sha256, size."""
     return {"path": str(path), "sha256": sha256_file(path), "n": len(images)}
@@ -68,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
                  zip(paths.items(), (train_images, test_images))} | {"class_names": class_names},
         "environment": environment(),
     }
-    save_classifier(out / "classifier.pt", model, record)
+    save_classifier(out / "classifier.pt", model, file_provenance(record))
     extractor = load_classifier(out / "classifier.pt", device, config.bf16)
     record["weights_sha256"] = extractor.weights_sha256
     write_json(out / "classifier.json", record)

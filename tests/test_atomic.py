@@ -3,6 +3,7 @@
 import errno
 import os
 import re
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -125,3 +126,15 @@ def test_writers_route_through_atomic(tmp_path, monkeypatch):
         with pytest.raises(atomic.WriteError, match=f"{name}: cannot write"):
             write(tmp_path / name)
     assert leftovers(tmp_path) == []
+
+
+def test_the_temp_file_of_a_killed_writer_goes_with_the_next_write(tmp_path):
+    """SIGKILL skips the clean-up; the next write of the same file removes a temp file whose process is gone,
+    never one of a running process or of another file."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    names = [f".a.bin.{gone.pid}.0000.tmp", f".a.bin.{os.getpid()}.1111.tmp", f".b.bin.{gone.pid}.2222.tmp"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"half a file")
+    atomic.write_bytes(tmp_path / "a.bin", b"whole")
+    assert leftovers(tmp_path) == sorted(names[1:] + ["a.bin"])

@@ -77,7 +77,7 @@ def edit(path: str, value):
         ("shards.mnist", ["mnist-linear", "mnist-sqrt"], "shards.mnist: unknown model 'mnist-sqrt'"),
         ("report_banner", 3, "report_banner: must be a text"),
         ("sampling.n_samples", 6, "n=6 is too few; precision/recall with metrics.prc_k=3 on half-samples needs n >= 8"),
-        ("samplers.ddim", {"kind": "ddim", "eta": -0.5}, "samplers.ddim: eta must be a number >= 0"),
+        ("samplers.ddim", {"kind": "ddim", "eta": -0.5}, "samplers.ddim.eta: eta must be a number >= 0"),
         ("guidance.scales", [1, -3], "guidance.scales: a guidance scale must be a number >= 0"),
         ("guidance.schedule", "sigmoidal", "guidance.schedule: 'sigmoidal' is not among models.schedules"),
         ("training.mnist.p_uncond", 1.5, "training.mnist.p_uncond: must be in [0, 1]"),

@@ -16,11 +16,11 @@ import pytest
 from PIL import Image
 
 from diffbench import data
-from diffbench.data import DatasetSpec, dataset_spec, load_split, prepare_dataset, resolve_local_dir
+from diffbench.data import DATA_DIR_ENV, DatasetSpec, dataset_spec, load_split, prepare_dataset, resolve_local_dir
 from diffbench.errors import DataError, ParamsError
 from diffbench.hashing import sha256_bytes, sha256_file
+from tests.offline import needs_offline, offline_path
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CIFAR_JPEG_SHA256 = "144e6539645fe5451f1cf851459511d452505d5dd65aaa24d07c4e69edb4a970"
 CLASSES = ("cat", "ant", "bee")  # deliberately unsorted
 
@@ -526,9 +526,9 @@ def test_load_split_corrupt(synthetic_mnist, tmp_path, corrupt):
 # --------------------------------------------------------------------------- the real local copies
 
 
-@pytest.mark.skipif(not (SHARED / "mnist").is_dir(), reason="no shared MNIST copy")
+@needs_offline(DATA_DIR_ENV, "mnist")
 def test_real_mnist(tmp_path):
-    provenance = prepare_dataset(dataset_spec("mnist", {}), tmp_path, SHARED / "mnist")
+    provenance = prepare_dataset(dataset_spec("mnist", {}), tmp_path, offline_path(DATA_DIR_ENV, "mnist"))
     assert {s: v["shape"] for s, v in provenance["splits"].items()} == {
         "train": [60000, 28, 28, 1],
         "test": [10000, 28, 28, 1],
@@ -540,12 +540,12 @@ def test_real_mnist(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (SHARED / "cifar10-jpeg").is_dir(), reason="no shared cifar10-jpeg copy")
+@needs_offline(DATA_DIR_ENV, "cifar10-jpeg")
 def test_real_cifar10_jpeg(tmp_path):
     spec = dataset_spec(
         "cifar10-jpeg", {"kind": "imagefolder", "archive": "cifar10-jpeg.tar.gz", "sha256": CIFAR_JPEG_SHA256}
     )
-    provenance = prepare_dataset(spec, tmp_path, SHARED / "cifar10-jpeg")
+    provenance = prepare_dataset(spec, tmp_path, offline_path(DATA_DIR_ENV, "cifar10-jpeg"))
     assert provenance["splits"]["train"]["shape"] == [50000, 32, 32, 3]
     assert provenance["splits"]["test"]["shape"] == [10000, 32, 32, 3]
     _, labels, names = load_split(tmp_path / "test.npz")

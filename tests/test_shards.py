@@ -60,3 +60,21 @@ def test_an_archive_with_paths_outside_the_profile_is_refused(tmp_path):
     with pytest.raises(SystemExit, match="unsafe path"):
         unpack(archive, tmp_path / "profile")
     assert not (tmp_path / "escape.txt").exists()
+
+
+def test_shard_status_names_each_workers_running_stage_and_its_eta(tmp_path):
+    from scripts.shard_status import status
+
+    (tmp_path / "timeline.tsv").write_text("group\tstages\tstart_s\tseconds\texit\nmodels\t4\t27\t413\t0\n")
+    (tmp_path / "m1.log").write_text(
+        "[stage_runner] generate@m1.a: stages.generate m1 a\n[stage_runner] generate@m1.a: exit 0 after 3.0 s\n"
+        "[stage_runner] score@m1.a: stages.score m1 a\nInception features: 2000/10000 images (20%), 900 img/s, ETA 9 s\n")
+    (tmp_path / "done-m1.txt").write_text("generate@m1.a\n")
+    (tmp_path / "m2.log").write_text("[stage_runner] elbo@m2: stages.elbo m 2\n[stage_runner] elbo@m2: exit 0 after 1 s\n")
+    (tmp_path / "train_m1.log").write_text("m1 step 100/2400 (4%) loss 0.1 lr 1e-3 4000 img/s, ETA 5 min\n")
+    lines = status(tmp_path)
+    assert lines[0] == "group models: 4 stages, exit 0 after 413 s"
+    assert ("m1: 1 stages done; now score@m1.a: Inception features: 2000/10000 images (20%), 900 img/s, ETA 9 s"
+            in lines)
+    assert "m2: 0 stages done; idle or finished" in lines
+    assert "train_m1: m1 step 100/2400 (4%) loss 0.1 lr 1e-3 4000 img/s, ETA 5 min" in lines

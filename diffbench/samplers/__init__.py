@@ -2,7 +2,9 @@
 
 A sampler module defines
 - ``NAME``: the name params.yaml uses (``samplers.<setting>.kind``),
-- ``Settings``: a frozen dataclass of its options with defaults (validated in ``__post_init__``),
+- ``Settings``: a frozen dataclass of its options with defaults (validated in ``__post_init__``; a
+  ``ValueError`` whose message starts with an option's name is reported as ``samplers.<setting>.<option>``;
+  a value of another type than the option's annotation is refused too, where ``__post_init__`` let it pass),
 - ``timesteps(schedule, steps, settings) -> list[int]``: the decreasing timesteps it visits,
 - ``sample(eps_fn, x_T, schedule, steps, noise, settings) -> Tensor``: the sampler itself, where
   ``eps_fn(x, t) -> ε`` is the (possibly guided) model, ``t`` a tensor of shape (B,): long for the
@@ -29,6 +31,8 @@ import dataclasses
 import importlib
 from dataclasses import dataclass
 import pkgutil
+import types
+import typing
 from types import ModuleType
 from typing import Any, Callable
 
@@ -59,24 +63,52 @@ def _discover() -> dict[str, ModuleType]:
 REGISTRY: dict[str, ModuleType] = _discover()
 
 
-def get_sampler(kind: str) -> ModuleType:
+def get_sampler(kind: str, where: str = "samplers") -> ModuleType:
     """The sampler module registered as ``kind``; unknown names fail listing the allowed ones."""
-    if kind not in REGISTRY:
-        raise ParamsError(f"samplers: unknown sampler kind {kind!r}; allowed: {', '.join(sorted(REGISTRY))}")
+    if not isinstance(kind, str) or kind not in REGISTRY:
+        raise ParamsError(f"{where}: unknown sampler kind {kind!r}; allowed: {', '.join(sorted(REGISTRY))}")
     return REGISTRY[kind]
 
 
+def _has_type(value: Any, annotation: Any) -> bool:
+    """Does a params value fit an option's annotation (bool, int, float, str, ``X | None``)? Others pass."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return any(_has_type(value, option) for option in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation in (bool, int, str):
+        return isinstance(value, annotation) and (annotation is bool or not isinstance(value, bool))
+    return True
+
+
 def make_settings(kind: str, options: dict[str, Any], where: str = "samplers") -> Any:
-    """Validated ``Settings`` of sampler ``kind`` from a params mapping."""
-    settings_cls = get_sampler(kind).Settings
+    """Validated ``Settings`` of sampler ``kind`` from a params mapping; every problem is one line naming
+    ``where.<option>`` (or ``where`` when the sampler's message names no option)."""
+    settings_cls = get_sampler(kind, f"{where}.kind").Settings
+    hints = typing.get_type_hints(settings_cls)
     allowed = {f.name for f in dataclasses.fields(settings_cls)}
     unknown = set(options) - allowed
     if unknown:
         raise ParamsError(f"{where}: unknown option(s) {sorted(unknown)} for sampler {kind!r}; allowed: {sorted(allowed)}")
+
+    def check_types() -> None:
+        for name, value in options.items():
+            if not _has_type(value, hints[name]):
+                shown = getattr(hints[name], "__name__", str(hints[name]))
+                raise ParamsError(f"{where}.{name}: must be {shown}, got {value!r}")
+
     try:
-        return settings_cls(**options)
-    except (TypeError, ValueError) as error:
+        settings = settings_cls(**options)
+    except ValueError as error:  # the sampler's own message, named by the option it starts with
+        named = next((name for name in sorted(allowed, key=len, reverse=True) if str(error).startswith(f"{name} ")), None)
+        raise ParamsError(f"{where}.{named}: {error}" if named else f"{where}: {error}") from None
+    except TypeError as error:  # a check that met a value of another type
+        check_types()
         raise ParamsError(f"{where}: {error}") from None
+    check_types()  # the types a sampler does not check itself
+    return settings
 
 
 def check_steps(steps: int, timesteps: int, where: str = "steps") -> None:

@@ -1,13 +1,10 @@
 """diffbench.metrics.inception: weights resolution, image layout, and (slow) the real network.
 
-The slow tests use the offline FID Inception weights ($DIFFBENCH_INCEPTION_WEIGHTS, else .device/inception.pth), built by
-../shared/tools/offline-inception.sh, and are skipped when neither file exists.
+The slow tests use the offline FID Inception weights named by $DIFFBENCH_INCEPTION_WEIGHTS (README "Offline use" builds
+them with ../shared/tools/offline-inception.sh), and are skipped without them.
 """
 
 from __future__ import annotations
-
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,10 +24,10 @@ from diffbench.metrics.inception import (
     load_inception,
     resolve_weights,
 )
+from tests.offline import needs_offline, offline_path
 
-# The offline weights: $DIFFBENCH_INCEPTION_WEIGHTS (as CI and the README set it), else .device/inception.pth.
-OFFLINE_WEIGHTS = Path(os.environ.get(WEIGHTS_ENV) or Path(__file__).resolve().parents[2] / ".device" / "inception.pth")
-needs_weights = pytest.mark.skipif(not OFFLINE_WEIGHTS.is_file(), reason=f"{OFFLINE_WEIGHTS} not built")
+OFFLINE_WEIGHTS = offline_path(WEIGHTS_ENV)  # as CI and README "Offline use" set it
+needs_weights = needs_offline(WEIGHTS_ENV)
 
 
 def images(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:

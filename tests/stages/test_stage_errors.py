@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from diffbench.plan import write_plan
-from stages import generate, prepare, reference, score, train
+from diffbench.data import DATA_DIR_ENV
+from stages import generate, preflight, prepare, reference, score, train
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,6 +45,13 @@ def fails(main, argv, capsys) -> str:
 )
 def test_bad_input_is_one_line_before_any_work(workdir, capsys, main, argv, expected):
     assert expected in fails(main, argv, capsys)
+
+
+def test_preflight_refuses_an_image_folder_without_a_local_copy(workdir, capsys, monkeypatch):
+    monkeypatch.delenv(DATA_DIR_ENV, raising=False)  # cifar10-jpeg has no download source
+    err = fails(preflight.main, [], capsys)
+    assert f"dataset cifar10-jpeg (imagefolder) has no download source: set {DATA_DIR_ENV}" in err
+    assert not Path("preflight.ok").exists()
 
 
 def test_corrupt_model_file_is_named(workdir, capsys):
