@@ -104,9 +104,9 @@ def walk_script(blocks: list[tuple[str, str]], substitutions: dict[str, str]) ->
 # --------------------------------------------------------------------------- the temporary clone
 
 
-def git_files(root: Path, *options: str) -> set[str]:
-    """``git ls-files -z options`` in ``root``."""
-    out = subprocess.run(["git", "ls-files", "-z", *options], cwd=root, check=True, capture_output=True).stdout
+def git_files(root: Path, *command: str) -> set[str]:
+    """The NUL-separated file names a ``git`` command prints in ``root``."""
+    out = subprocess.run(["git", *command], cwd=root, check=True, capture_output=True).stdout
     return set(filter(None, out.decode().split("\0")))
 
 
@@ -114,10 +114,12 @@ def clone_with_changes(root: Path, dest: Path) -> None:
     """``git clone`` of ``root``'s HEAD, then ``root``'s uncommitted edits, new files and deletions over it."""
     subprocess.run(["git", "-c", "advice.detachedHead=false", "clone", "-q", str(root), str(dest)],
                    check=True, capture_output=True)
-    deleted = git_files(root, "--deleted")
+    deleted = git_files(root, "diff", "-z", "--name-only", "--diff-filter=D", "HEAD")  # staged or not
     for name in deleted:
         (dest / name).unlink(missing_ok=True)
-    for name in git_files(root, "--modified", "--others", "--exclude-standard") - deleted:
+    changed = git_files(root, "diff", "-z", "--name-only", "HEAD") | git_files(
+        root, "ls-files", "-z", "--others", "--exclude-standard")
+    for name in changed - deleted:
         (dest / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(root / name, dest / name)
 
