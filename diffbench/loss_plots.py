@@ -4,7 +4,8 @@ Reads each model's ``reference_models/<model>/loss.tsv`` (columns step, loss, lr
 ``log_every`` steps) and draws loss against step on a log y-axis: each schedule's logged values
 faint, their trailing rolling mean (window named in the title) bold, so the schedules' training
 curves compare at a glance (the curriculum's schedule comparison). Models without a loss.tsv, or
-with no rows yet, are left out.
+with no rows yet, are left out. Beside them: the noisy classifiers' test accuracy by t
+(``accuracy_by_t.tsv``, with its 95% interval), the training curve of classifier guidance.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pandas as pd  # noqa: E402
 
 from diffbench import atomic, layout  # noqa: E402
 from diffbench.errors import DiffbenchError  # noqa: E402
+from diffbench.runs import noisy_classifier_name  # noqa: E402
 
 MAX_WINDOW = 10  # logged points in the rolling mean at most
 
@@ -78,3 +80,29 @@ def plot_dataset_losses(models, dataset: str, path: Path) -> bool:
     """The loss curves of ``models`` (``diffbench.runs.Model``) trained on ``dataset``, labelled by schedule."""
     curves = {m.schedule: layout.model_dir(m.name) / "loss.tsv" for m in models if m.dataset == dataset}
     return plot_loss_curves(curves, path, dataset)
+
+
+def plot_noisy_classifier_accuracy(models, dataset: str, path: Path) -> bool:
+    """Test accuracy by t (95% Wilson band) of the noisy classifiers that guide ``models`` of ``dataset``;
+    False (nothing written) when none has been trained."""
+    tables = {m.schedule: layout.model_dir(noisy_classifier_name(m.name)) / "accuracy_by_t.tsv"
+              for m in models if m.dataset == dataset}
+    tables = {schedule: table for schedule, table in tables.items() if table.is_file()}
+    if not tables:
+        return False
+    fig, ax = plt.subplots(figsize=(6.2, 3.8))
+    for schedule, table in tables.items():
+        frame = pd.read_csv(table, sep="\t")
+        ax.plot(frame["t"], frame["accuracy"], marker="o", markersize=3, label=f"{schedule} (n={frame['n'].iloc[0]})")
+        ax.fill_between(frame["t"], frame["lo"], frame["hi"], alpha=0.25)
+    ax.set_xlabel("diffusion step t (noisier →)")
+    ax.set_ylabel("test accuracy on x_t")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(f"{dataset}: noisy classifier of classifier guidance, accuracy by t (95% intervals)", fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend(title="schedule", fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_figure(fig, path)
+    plt.close(fig)
+    return True

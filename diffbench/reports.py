@@ -31,7 +31,7 @@ import pandas as pd  # noqa: E402
 
 from diffbench import atomic  # noqa: E402
 from diffbench.config import Params  # noqa: E402
-from diffbench.loss_plots import plot_dataset_losses, save_figure  # noqa: E402
+from diffbench.loss_plots import plot_dataset_losses, plot_noisy_classifier_accuracy, save_figure  # noqa: E402
 from diffbench.report_data import FLOOR_METHOD, INTERVAL_METRICS, REASONS, load_elbo, load_frame  # noqa: E402
 
 SCALED = {"kid_mean": 1e3}  # shown ×1e3 in tables
@@ -444,6 +444,9 @@ def build_reports(params: Params, out: Path, banner: str | None = None) -> tuple
         index += [f"## {dataset}", "", *notes, *_status_lines(rows), ""]
         if plot_dataset_losses(params.models, dataset, out / "plots" / f"loss_{dataset}.png"):
             index += [f"- ![loss](plots/loss_{dataset}.png)", ""]
+        noisy_plot = out / "plots" / f"noisy_classifier_{dataset}.png"
+        if plot_noisy_classifier_accuracy(params.plan.guided_models, dataset, noisy_plot):
+            index += [f"- ![noisy classifier accuracy by t](plots/{noisy_plot.name})", ""]
         if not ((rows["status"] != "missing") & _not_floor(rows)).any():
             index += ["No run of this dataset has a record yet: no tables.", ""]
             continue

@@ -74,3 +74,17 @@ def test_header_only_files_are_skipped_and_broken_ones_named(workdir):
 
 def test_smoothing_window_grows_with_the_curve():
     assert [window_for(n) for n in ([], [5], [24, 30], [800])] == [1, 1, 3, 10]
+
+
+def test_the_noisy_classifiers_accuracy_by_t_is_plotted_once_trained(tmp_path, monkeypatch):
+    from diffbench.loss_plots import plot_noisy_classifier_accuracy
+
+    monkeypatch.chdir(tmp_path)
+    guided = params().plan.guided_models  # the guidance schedule's mnist model
+    assert [m.name for m in guided] == ["mnist-cosine"]
+    assert not plot_noisy_classifier_accuracy(guided, "mnist", tmp_path / "noisy.png")  # not trained yet
+    table = layout.model_dir("mnist-cosine-noisy-classifier") / "accuracy_by_t.tsv"
+    table.parent.mkdir(parents=True)
+    table.write_text("t\talpha_bar\taccuracy\tlo\thi\tn\n0\t1.0\t0.99\t0.98\t1.0\t100\n99\t0.0\t0.1\t0.05\t0.18\t100\n")
+    assert plot_noisy_classifier_accuracy(guided, "mnist", tmp_path / "noisy.png")
+    assert (tmp_path / "noisy.png").read_bytes().startswith(b"\x89PNG")

@@ -109,6 +109,7 @@ def test_dvc_repro_end_to_end_then_one_param_change(tmp_path):
     assert guided["metrics"]["class_accuracy"] is not None  # classifier guidance asks for classes
     assert "classifier" in (reports / "tables" / "guidance_toy.md").read_text()
     assert (reports / "plots" / "guidance_tradeoff_toy.png").is_file() and (noisy / "model_card.md").is_file()
+    assert (reports / "plots" / "noisy_classifier_toy.png").is_file()  # its accuracy by t
 
     # A params mistake fails at preflight in one line and leaves every output byte-identical.
     before = outputs(repo)
