@@ -10,7 +10,13 @@ appends each finished stage to ``--done FILE`` after its outputs are written, an
 ``dvc repro`` would have. A stage that fails is reported in one line and skipped stages that share its
 ``@`` item (a score whose generation failed); the others go on.
 
-    python -m diffbench.stage_runner --done FILE STAGE [STAGE ...]
+Several runners share one list through ``--claims DIR``: the stages of one item (``generate@m.r`` and
+``score@m.r``; ``elbo@m``) form a unit of work, and a runner claims the next unit by creating its file in
+DIR (``O_EXCL``: exactly one runner gets it). A runner takes units of a model it has already loaded
+first, then the next unit in the list's order, so the runners stay busy until the list is done and
+each model is loaded by as few of them as the work allows.
+
+    python -m diffbench.stage_runner --done FILE [--claims DIR] STAGE [STAGE ...]
 """
 
 from __future__ import annotations
@@ -57,26 +63,60 @@ def run_one(module: str, argv: list[str]) -> int:
     return 0
 
 
-def run_stages(commands: dict[str, str], done: Path) -> dict[str, int]:
-    """Run the stages (in order) in this process; each success is appended to ``done``. Exit status per stage;
-    a stage whose item failed earlier is skipped (status -1)."""
+def model_of(item: str) -> str:
+    """The model a unit of work is for: ``m.run`` and ``m`` → ``m`` (model names hold no dot)."""
+    return item.split(".", 1)[0]
+
+
+def units(stages: list[str]) -> dict[str, list[str]]:
+    """The stages grouped by item, in the order of their first stage (a plain stage is its own unit)."""
+    grouped: dict[str, list[str]] = {}
+    for stage in stages:
+        grouped.setdefault(item_of(stage) or stage, []).append(stage)
+    return grouped
+
+
+def claim(claims: Path, unit: str) -> bool:
+    """Take ``unit`` for this runner; False if another runner has it."""
+    try:
+        os.close(os.open(claims / unit, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    except FileExistsError:
+        return False
+    return True
+
+
+def next_unit(pending: list[str], loaded: set[str], claims: Path | None) -> str | None:
+    """The unit this runner does next: of a model it has loaded first, then in list order; None when none is left."""
+    for unit in sorted(pending, key=lambda u: model_of(u) not in loaded):  # stable: list order within each
+        if claims is None or claim(claims, unit):
+            return unit
+    return None
+
+
+def run_stages(commands: dict[str, str], done: Path, claims: Path | None = None) -> dict[str, int]:
+    """Run the stages (in order, or as units claimed from ``claims``) in this process; each success is appended
+    to ``done``. Exit status per stage run here; a stage whose item failed earlier is skipped (status -1)."""
     process_cache.enable()
-    failed_items: set[str] = set()
     status: dict[str, int] = {}
     parsed = {stage: parse_command(stage, command) for stage, command in commands.items()}  # all, before any work
-    for stage, (module, argv) in parsed.items():
-        if item_of(stage) in failed_items:
-            print(f"[stage_runner] {stage}: skipped, an earlier stage of {item_of(stage)} failed", flush=True)
-            status[stage] = -1
-            continue
-        print(f"[stage_runner] {stage}: {module} {' '.join(argv)}", flush=True)
-        began = time.perf_counter()
-        status[stage] = run_one(module, argv)
-        print(f"[stage_runner] {stage}: exit {status[stage]} after {time.perf_counter() - began:.1f} s", flush=True)
-        if status[stage] == 0:
-            atomic.append_line(done, stage)
-        elif item_of(stage) is not None:
-            failed_items.add(item_of(stage))
+    pending = units(list(parsed))
+    loaded: set[str] = set()
+    while (unit := next_unit(list(pending), loaded, claims)) is not None:
+        loaded.add(model_of(unit))
+        failed = False
+        for stage in pending.pop(unit):
+            if failed:
+                print(f"[stage_runner] {stage}: skipped, an earlier stage of {unit} failed", flush=True)
+                status[stage] = -1
+                continue
+            module, argv = parsed[stage]
+            print(f"[stage_runner] {stage}: {module} {' '.join(argv)}", flush=True)
+            began = time.perf_counter()
+            status[stage] = run_one(module, argv)
+            print(f"[stage_runner] {stage}: exit {status[stage]} after {time.perf_counter() - began:.1f} s", flush=True)
+            if status[stage] == 0:
+                atomic.append_line(done, stage)
+            failed = status[stage] != 0
     return status
 
 
@@ -95,11 +135,14 @@ def stage_commands(stages: list[str]) -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--done", type=Path, required=True, help="file that gets each finished stage's name")
+    parser.add_argument("--claims", type=Path, help="folder shared with other runners: each unit is run by one")
     parser.add_argument("stages", nargs="+")
     args = parser.parse_args(argv)
     os.environ.setdefault("DIFFBENCH_NPROC", "1")  # a stage must not re-exec itself under torchrun here
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the stages package beside diffbench
-    status = run_stages(stage_commands(args.stages), args.done)
+    if args.claims is not None:
+        args.claims.mkdir(parents=True, exist_ok=True)
+    status = run_stages(stage_commands(args.stages), args.done, args.claims)
     return 0 if all(code == 0 for code in status.values()) else 1
 
 

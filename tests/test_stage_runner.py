@@ -73,3 +73,16 @@ def test_the_process_cache_reloads_a_rewritten_file_and_is_off_by_default(tmp_pa
         assert process_cache.cached(process_cache.file_key(path), object) is not first
     finally:
         process_cache.enable(False)
+
+
+def test_runners_sharing_claims_split_the_units_and_keep_to_the_model_they_loaded(fake_stage, tmp_path):
+    claims = tmp_path / "claims"
+    claims.mkdir()
+    commands = {f"{stage}@{item}": f"python -m {fake_stage} {stage}-{item} ok"
+                for item in ("m1.a", "m2.a", "m1.b", "m2.b") for stage in ("generate", "score")}
+    (claims / "m2.a").touch()  # another runner has it
+    first = run_stages(commands, tmp_path / "done-1.txt", claims)
+    assert list(first) == ["generate@m1.a", "score@m1.a", "generate@m1.b", "score@m1.b",  # m1 loaded: its units first
+                           "generate@m2.b", "score@m2.b"]
+    assert run_stages(commands, tmp_path / "done-2.txt", claims) == {}  # nothing left to claim
+    assert sorted(p.name for p in claims.iterdir()) == ["m1.a", "m1.b", "m2.a", "m2.b"]
