@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from diffbench.classification_step import cross_entropy_step
 from diffbench.classifier_config import ClassifierConfig
 from diffbench.classifier_features import ClassifierFeatures
 from diffbench.diffusion import to_model_space
@@ -123,15 +123,10 @@ class ClassifierTrainer:
             batch = batch.contiguous(memory_format=torch.channels_last)
         for group in self.optimizer.param_groups:
             group["lr"] = one_cycle_lr(self.step, self.total_steps, config.lr)
-        target = labels[index]
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=config.bf16 and self.cuda):
-            logits = self.forward(batch)
-        loss = F.cross_entropy(logits.float(), target, label_smoothing=config.label_smoothing)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        result = cross_entropy_step(self.optimizer, lambda: self.forward(batch), labels[index],
+                                    config.label_smoothing, config.bf16, self.device)
         self.step += 1
-        return loss.detach(), (logits.argmax(1) == target).sum()
+        return result
 
     def train_epoch(
         self, images: torch.Tensor, labels: torch.Tensor, steps: int, progress: Progress | None = None

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from diffbench.classification_step import cross_entropy_step
 from diffbench.diffusion import NoiseSchedule, q_sample, to_model_space
 from diffbench.distributed import device_name
 from diffbench.errors import DiffbenchError
@@ -94,15 +94,10 @@ class NoisyClassifierTrainer:
         x_t = q_sample(self.schedule, x0, t, noise)
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.step, config.steps, config.lr)
-        target = labels[index]
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=config.bf16 and self.cuda):
-            logits = self.forward(x_t, t)
-        loss = F.cross_entropy(logits.float(), target, label_smoothing=config.label_smoothing)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        result = cross_entropy_step(self.optimizer, lambda: self.forward(x_t, t), labels[index],
+                                    config.label_smoothing, config.bf16, self.device)
         self.step += 1
-        return loss.detach(), (logits.argmax(1) == target).sum()
+        return result
 
 
 def train_noisy_classifier(
