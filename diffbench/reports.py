@@ -205,9 +205,14 @@ def steps_table(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 def _scale_label(row: pd.Series) -> str:
     if row["method"] == FLOOR_METHOD:
         return "real data"
+    return "unguided" if pd.isna(row["guidance_scale"]) else f"{row['guidance_scale']:g}"
+
+
+def _guidance_caption(row: pd.Series) -> str:
+    """How a run was guided, in words: unguided, classifier-free guidance s, or classifier guidance s."""
     if not pd.isna(row.get("classifier_scale")):
         return f"classifier guidance {row['classifier_scale']:g}"
-    return "unguided" if pd.isna(row["guidance_scale"]) else f"{row['guidance_scale']:g}"
+    return "unguided" if pd.isna(row["guidance_scale"]) else f"classifier-free guidance {row['guidance_scale']:g}"
 
 
 def cfg_table(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -410,7 +415,7 @@ def grid_lines(rows: pd.DataFrame, out: Path) -> list[str]:
     guided = rows[in_table(rows, "guidance", "classifier_guidance") & rows["fid"].notna()]
     for _, row in guided.sort_values(["classifier_scale", "guidance_scale"], na_position="first").iterrows():
         if _copy_grid(row.get("grid"), out / "grids" / f"{row['model']}-{row['run']}.png"):
-            lines.append(f"- {row['model']}, {row['method']} {int(row['steps'])} steps, guidance {_scale_label(row)} "
+            lines.append(f"- {row['model']}, {row['method']} {int(row['steps'])} steps, {_guidance_caption(row)} "
                          f"(classes by seed: seed mod K): ![{row['run']}](grids/{row['model']}-{row['run']}.png)")
     return lines
 
