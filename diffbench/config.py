@@ -123,8 +123,8 @@ class Params:
         if isinstance(raw["seed"], bool) or not isinstance(raw["seed"], int) or raw["seed"] < 0:
             raise ParamsError(f"seed: must be an integer >= 0, got {raw['seed']!r}")
         typed_section(raw["diffusion"], {"timesteps": int}, "diffusion")
-        timesteps = raw["diffusion"]["timesteps"]
-        if isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 1:
+        timesteps = raw["diffusion"]["timesteps"]  # an int >= 0 (typed_section)
+        if timesteps < 1:
             raise ParamsError(f"diffusion.timesteps: must be an integer >= 1, got {timesteps!r}")
         self._validate_datasets()
         self._validate_models()

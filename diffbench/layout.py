@@ -33,6 +33,11 @@ def model_dir(model: str) -> Path:
     return Path("reference_models") / model
 
 
+def noisy_classifier_dir(model: str) -> Path:
+    """The noisy classifier that guides ``model`` (classifier guidance): noisy_classifier.pt, its card and curves."""
+    return model_dir(f"{model}-noisy-classifier")
+
+
 def run_dir(model: str, run_id: str) -> Path:
     """One sampling run's files: samples.npz, grid.png, metrics.json."""
     return RESULTS / model / run_id

@@ -21,7 +21,6 @@ import pandas as pd  # noqa: E402
 
 from diffbench import atomic, layout  # noqa: E402
 from diffbench.errors import DiffbenchError  # noqa: E402
-from diffbench.runs import noisy_classifier_name  # noqa: E402
 
 MAX_WINDOW = 10  # logged points in the rolling mean at most
 
@@ -85,7 +84,7 @@ def plot_dataset_losses(models, dataset: str, path: Path) -> bool:
 def plot_noisy_classifier_accuracy(models, dataset: str, path: Path) -> bool:
     """Test accuracy by t (95% Wilson band) of the noisy classifiers that guide ``models`` of ``dataset``;
     False (nothing written) when none has been trained."""
-    tables = {m.schedule: layout.model_dir(noisy_classifier_name(m.name)) / "accuracy_by_t.tsv"
+    tables = {m.schedule: layout.noisy_classifier_dir(m.name) / "accuracy_by_t.tsv"
               for m in models if m.dataset == dataset}
     tables = {schedule: table for schedule, table in tables.items() if table.is_file()}
     if not tables:

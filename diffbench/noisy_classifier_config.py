@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from diffbench.errors import ParamsError
-from diffbench.validation import typed_section
+from diffbench.validation import positive_ints, typed_section
 
 ARCHITECTURE_KEYS = {
     "channels": int, "channel_mult": list, "num_res_blocks": int, "attn_resolutions": list, "dropout": float,
@@ -50,11 +50,8 @@ class NoisyClassifierTraining:
         for key in ("channels", "num_res_blocks", "norm_groups", "steps", "batch_size", "log_every", "eval_n"):
             if entry[key] < 1:
                 raise ParamsError(f"{where}.{key}: must be >= 1, got {entry[key]}")
-        for key in ("channel_mult", "attn_resolutions"):
-            if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in entry[key]):
-                raise ParamsError(f"{where}.{key}: must be a list of integers >= 1, got {entry[key]!r}")
-        if not entry["channel_mult"]:
-            raise ParamsError(f"{where}.channel_mult: must not be empty")
+        positive_ints(entry, "channel_mult", where)
+        positive_ints(entry, "attn_resolutions", where, empty=True)
         if entry["lr"] <= 0:
             raise ParamsError(f"{where}.lr: must be > 0, got {entry['lr']}")
         for key in ("label_smoothing", "dropout"):

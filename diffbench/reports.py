@@ -13,7 +13,8 @@ with the reason. In each column the best row is bold and rows whose interval ove
 when every row ties, nothing is marked. Planned runs without a record show as ``missing``, records
 whose code or params changed since they ran as ``stale`` (status column). Plots: FID vs NFE, quality
 vs guidance scale, FID vs class accuracy of both guidance methods (with intervals). reports/summary.json
-is the nested dataset → model → run → metric file (m, m_lo, m_hi, and what produced them) that `dvc metrics diff` and `python -m diffbench compare` read.
+is the nested dataset → model → run → metric file (m, m_lo, m_hi, and what produced them) that
+`dvc metrics diff` and `python -m diffbench compare` read.
 """
 
 from __future__ import annotations
@@ -195,7 +196,6 @@ def steps_table(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(a) quality vs NFE: DDPM, DDIM variants and every other sampler on one schedule: (raw, shown)."""
     keys = _present(rows, STEPS_KEYS)
     lead = {"schedule": "schedule", "method": "sampler", "steps": "steps", "nfe": "NFE"}
-    rows = rows.assign(ms_per_image=rows["seconds_per_image"] * 1e3)
     tail = {"ms_per_image": "ms/image", "deterministic": "deterministic?", "n_samples": "n", "device": "device",
             "status": "status"}
     raw = _raw_columns(rows, keys, list(lead), list(tail))
@@ -242,7 +242,6 @@ def guidance_rows(frame: pd.DataFrame) -> pd.DataFrame:
     rows["network_passes"] = rows["nfe"] * np.where(pair, 2, 1)  # a guided CFG step asks cond and uncond
     rows["classifier_passes"] = np.where(cg, rows["nfe"], 0)  # one classifier forward + backward per NFE
     rows["order"] = np.select([cg, cfg], [2, 1], 0)
-    rows["ms_per_image"] = rows["seconds_per_image"] * 1e3  # device time: seconds × GPUs / images
     return rows.sort_values(["order", "scale"], kind="stable")
 
 
@@ -436,6 +435,7 @@ def _status_lines(rows: pd.DataFrame) -> list[str]:
 def build_reports(params: Params, out: Path, banner: str | None = None) -> tuple[list[Path], list[str]]:
     """Write every table, plot, grid, index.md and summary.json; returns the files written and warnings."""
     frame, warnings = load_frame(params)
+    frame["ms_per_image"] = frame["seconds_per_image"].astype(float) * 1e3  # device time: seconds × GPUs / images
     elbo = load_elbo(params)
     ablation_models = [m.name for m in params.plan.models if m.schedule == params.section("ablation")["schedule"]]
     for sub in ("tables", "plots", "grids"):
@@ -478,7 +478,7 @@ def build_reports(params: Params, out: Path, banner: str | None = None) -> tuple
         if (in_table(rows, "guidance") & rows["fid"].notna()).any():
             plot_quality_vs_cfg(rows, out / "plots" / f"quality_vs_cfg_{dataset}.png", dataset)
             index.append(f"- ![quality vs CFG](plots/quality_vs_cfg_{dataset}.png)")
-        if (in_table(rows, "classifier_guidance") & rows["classifier_scale"].notna() & rows["fid"].notna()).any():
+        if (rows["classifier_scale"].notna() & rows["fid"].notna()).any():
             plot_guidance_tradeoff(rows, out / "plots" / f"guidance_tradeoff_{dataset}.png", dataset)
             index.append(f"- ![FID vs class accuracy](plots/guidance_tradeoff_{dataset}.png)")
         index += grid_lines(rows, out) + [""]

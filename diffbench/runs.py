@@ -19,14 +19,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from diffbench import layout
 from diffbench.errors import ParamsError
 
 TABLES = ("sweep", "ablation", "guidance", "classifier_guidance")
-
-
-def noisy_classifier_name(model: str) -> str:
-    """The folder (under reference_models/) and stage item of the noisy classifier that guides ``model``."""
-    return f"{model}-noisy-classifier"
 
 
 @dataclass(frozen=True)
@@ -93,8 +89,8 @@ class Generation:
         """The network file that steers the samples, a dependency of the generate stage: the model itself
         (conditioning, classifier-free guidance) or the noisy classifier of classifier guidance."""
         if self.classifier_scale is None:
-            return f"reference_models/{self.model.name}/model.pt"
-        return f"reference_models/{noisy_classifier_name(self.model.name)}/noisy_classifier.pt"
+            return str(layout.model_dir(self.model.name) / "model.pt")
+        return str(layout.noisy_classifier_dir(self.model.name) / "noisy_classifier.pt")
 
     @property
     def key(self) -> str:

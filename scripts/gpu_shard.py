@@ -10,9 +10,9 @@ records them in dvc.lock exactly as ``dvc repro`` would), the real-data floors, 
 runner), which claim the units of work from one list, units of a model they have loaded first, so none
 idles while another has work; their finished stages are recorded by ``dvc commit`` every 30 s while
 they run (in the second MNIST lease one commit of 74 stages at the deadline took 274 s).
-``--dvc-repro-tables`` runs them with ``dvc repro`` instead, a process per stage. At the deadline whatever runs gets SIGINT: finished
-stages are recorded, an interrupted one is not, so the report shows what is missing and a later run
-resumes (current stages are skipped). Writes ``shard-logs/<group or runner>.log`` and
+``--dvc-repro-tables`` runs them with ``dvc repro`` instead, a process per stage. At the deadline
+whatever runs gets SIGINT: finished stages are recorded, an interrupted one is not, so the report shows
+what is missing and a later run resumes (current stages are skipped). Writes ``shard-logs/<group or runner>.log`` and
 ``shard-logs/timeline.tsv`` (group, stages, start, seconds, exit status).
 """
 
@@ -125,7 +125,7 @@ def main() -> int:
     parser.add_argument("--one-by-one", action="store_true", help="train the shard's models one after another")
     parser.add_argument("--runners", type=int, default=3, help="in-process stage runners side by side (default 3)")
     parser.add_argument("--dvc-repro-tables", action="store_true",
-                        help="run the tables' stages with `dvc repro`, a process per stage, not in-process workers")
+                        help="run the tables' stages with `dvc repro`, a process per stage, not in-process runners")
     args = parser.parse_args()
     params = load_params(args.params)
     check_plan(params)

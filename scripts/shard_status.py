@@ -22,9 +22,8 @@ def last_match(lines: list[str], pattern: re.Pattern) -> str | None:
     return next((line for line in reversed(lines) if pattern.search(line)), None)
 
 
-def worker_line(log: Path) -> str:
-    """``<worker>: <n> done; now <stage>: <latest progress>`` for one worker's log."""
-    lines = log.read_text(errors="replace").splitlines()
+def worker_line(log: Path, lines: list[str]) -> str:
+    """``<worker>: <n> done; now <stage>: <latest progress>`` for one worker's log (its ``lines``)."""
     done_file = log.with_name(f"done-{log.stem}.txt")
     done = len(done_file.read_text().split()) if done_file.is_file() else 0
     started = last_match(lines, STARTED)
@@ -43,10 +42,11 @@ def status(logs: Path) -> list[str]:
         rows = [line.split("\t") for line in timeline.read_text().splitlines()[1:] if line.strip()]
         out += [f"group {row[0]}: {row[1]} stages, exit {row[4]} after {row[3]} s" for row in rows if len(row) == 5]
     for log in sorted(logs.glob("*.log")):
-        if log.with_name(f"done-{log.stem}.txt").is_file() or STARTED.search(log.read_text(errors="replace")):
-            out.append(worker_line(log))
+        lines = log.read_text(errors="replace").splitlines()
+        if log.with_name(f"done-{log.stem}.txt").is_file() or any(STARTED.search(line) for line in lines):
+            out.append(worker_line(log, lines))
         else:
-            progress = last_match(log.read_text(errors="replace").splitlines(), PROGRESS)
+            progress = last_match(lines, PROGRESS)
             if progress:
                 out.append(f"{log.stem}: {progress.strip()}")
     return out

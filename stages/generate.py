@@ -3,8 +3,8 @@
 Writes results/<model>/<run>/{samples.npz, generation.json}: images in seed order with their seeds
 and the class each asked for, and the record (validated sampler settings, NFE counted while
 sampling, timing, model hash, origin). A classifier-guided run (``-cg<s>``) loads the model's noisy
-classifier, refused if it was trained for another schedule or T. Under torchrun each GPU samples its share of the seeds and
-rank 0 gathers them. Scoring is the score stage's job: rescoring never resamples.
+classifier, refused if it was trained for another schedule or T. Under torchrun each GPU samples its
+share of the seeds and rank 0 gathers them. Scoring is the score stage's job: rescoring never resamples.
 """
 
 from __future__ import annotations

@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
         "model": spec.name, "dataset": spec.dataset, "seed": params.seed, "training": asdict(config),
         "data": data, "class_names": class_names,
     }
-    out = layout.model_dir(f"{spec.name}-noisy-classifier")
+    out = layout.noisy_classifier_dir(spec.name)
     save_noisy_classifier(out / "noisy_classifier.pt", model, provenance)
     load_noisy_classifier(out / "noisy_classifier.pt", schedule)  # the file reads back for its schedule
     atomic.write_text(out / "accuracy_by_t.tsv", accuracy_tsv(rows))

@@ -140,7 +140,7 @@ def test_impossible_shapes_fail_in_one_line(changes, message):
         ({"dropout": 1.5}, "noisy_classifier.toy.dropout: must be in [0, 1)"),
         ({"eval_timesteps": 101}, "noisy_classifier.toy.eval_timesteps: must be in 2..100 (T), got 101"),
         ({"eval_timesteps": 1}, "noisy_classifier.toy.eval_timesteps: must be in 2..100 (T)"),
-        ({"channel_mult": []}, "noisy_classifier.toy.channel_mult: must not be empty"),
+        ({"channel_mult": []}, "noisy_classifier.toy.channel_mult: must be a non-empty list of integers >= 1"),
         ({"attn_resolutions": [0]}, "noisy_classifier.toy.attn_resolutions: must be a list of integers >= 1"),
         ({"hflip": "yes"}, "noisy_classifier.toy.hflip: must be bool"),
         ({"width": 8}, "noisy_classifier.toy: unknown key(s) ['width']"),
