@@ -13,6 +13,7 @@ interval, and the provenance that travels with every number.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,6 +111,22 @@ class ClipScoring:
         return None if self.scorer is None else self.scorer.info
 
 
+class PartClock:
+    """Times the parts of a scoring pass (synchronising the device, so GPU work lands in its own part)."""
+
+    def __init__(self, device) -> None:
+        self.device = torch.device(device)
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, part: str, work):
+        start = time.perf_counter()
+        result = work()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.seconds[part] = time.perf_counter() - start
+        return result
+
+
 def prefixed(values: dict, prefix: str) -> dict:
     """``values`` with every key prefixed (the classifier-feature metrics share the suite's names)."""
     return {f"{prefix}{key}": value for key, value in values.items()}
@@ -127,13 +144,20 @@ class Evaluator:
         self.metrics, self.seed = metrics, seed
         self.suite = SuiteConfig.from_metrics(metrics, seed)
         self.classifier, self.clip = classifier, clip
+        self.seconds: dict[str, float] = {}  # of the last score()
 
     def score(self, images: np.ndarray, labels: np.ndarray | None = None) -> dict:
-        """Every metric of ``images``; ``labels`` are the classes the samples asked for (None: unguided)."""
-        features = self.extractor.extract(images, self.metrics["batch_size"])
-        out = fidelity_metrics(features, self.reference, self.suite, self.extractor.device)
-        out.update(self._classifier_metrics(images, labels))
-        out.update((self.clip or ClipScoring(unavailable="no CLIP model configured")).score(images, labels))
+        """Every metric of ``images``; ``labels`` are the classes the samples asked for (None: unguided).
+        ``self.seconds`` then holds the wall time of each part (Inception features, their metrics, the
+        classifier's features and metrics, CLIP)."""
+        clock = PartClock(self.extractor.device)
+        features = clock("inception features", lambda: self.extractor.extract(images, self.metrics["batch_size"]))
+        out = clock("inception metrics",
+                    lambda: fidelity_metrics(features, self.reference, self.suite, self.extractor.device))
+        out.update(clock("classifier", lambda: self._classifier_metrics(images, labels)))
+        clip = self.clip or ClipScoring(unavailable="no CLIP model configured")
+        out.update(clock("clip", lambda: clip.score(images, labels)))
+        self.seconds = clock.seconds
         return out
 
     def _classifier_metrics(self, images: np.ndarray, labels: np.ndarray | None) -> dict:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -33,7 +34,7 @@ class LoadedModel:
     net: UNet
     schedule: NoiseSchedule
     file: dict
-    forward: torch.nn.Module | None = None  # what sampling calls: the net, or its torch.compile wrapper
+    forward: Callable[..., torch.Tensor] | None = None  # what sampling calls: the net, or its compiled graph
 
     def __post_init__(self) -> None:
         if self.forward is None:
@@ -65,8 +66,19 @@ def _load_model(path: str, device: torch.device, compile_model: bool) -> LoadedM
     net.load_state_dict(state["ema"])
     net.to(device).eval().requires_grad_(False)
     schedule = NoiseSchedule.named(state["schedule"], state["timesteps"])
-    forward = torch.compile(net, dynamic=False) if compile_model else net
+    forward = float_timesteps(torch.compile(net, dynamic=False)) if compile_model else net
     return LoadedModel(net=net, schedule=schedule, file=state, forward=forward)
+
+
+def float_timesteps(forward: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """``forward`` called with float32 timesteps: DDPM/DDIM's integer t and Heun's or DPM-Solver's float t then
+    share one compiled graph (a new input dtype recompiles, ~20 s each). The U-Net's embedding converts t
+    to float32 itself, so the outputs are the same."""
+
+    def call(x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return forward(x, t.float(), labels)
+
+    return call
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:

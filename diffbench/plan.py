@@ -114,6 +114,26 @@ def shard_groups(params: Params, shard: str) -> list[tuple[str, list[str]]]:
     return groups
 
 
+def long_poles_first(params: Params, stages: list[str], runners: int) -> list[str]:
+    """``stages`` (a shard's tables, in priority order) with the long poles moved to the front: the
+    generate/score pairs whose generation alone costs more than 1/(2·runners) of all the listed
+    generations, costliest first. Run last, such a pair (DDPM-1000) would leave one runner working alone
+    while the others idle; run first, it overlaps the headline rows, which keep their order."""
+    if runners < 1:
+        raise ParamsError(f"runners must be >= 1, got {runners}")
+    costs = {g.key: _generation_cost(g) for g in params.plan.generations}
+    listed = {item_key(stage) for stage in stages} & costs.keys()
+    bar = sum(costs[key] for key in listed) / (2 * runners)
+    poles = sorted((key for key in listed if costs[key] > bar), key=lambda key: -costs[key])
+    first = [stage for key in poles for stage in stages if item_key(stage) == key]
+    return first + [stage for stage in stages if stage not in first]
+
+
+def item_key(stage: str) -> str:
+    """What follows the ``@`` of a foreach stage name (the stage itself when there is none)."""
+    return stage.split("@", 1)[-1]
+
+
 def shard_stages(params: Params, shard: str) -> list[str]:
     """Every stage a shard runs, in the order of ``shard_groups``."""
     return [stage for _, stages in shard_groups(params, shard) for stage in stages]

@@ -66,8 +66,9 @@ def main(argv: list[str] | None = None) -> None:
         record, values, evaluator.provenance(len(images)),
         {"seconds": seconds, "device": device_name(torch.device(device))},
     ))
+    parts = ", ".join(f"{part} {part_seconds:.1f} s" for part, part_seconds in evaluator.seconds.items())
     print(f"{generation.model.name} {generation.run}: FID {values['fid']:.2f} P {values['precision']:.3f} "
-          f"R {values['recall']:.3f} (n={len(images)}, scored in {seconds:.1f} s)")
+          f"R {values['recall']:.3f} (n={len(images)}, scored in {seconds:.1f} s: {parts})")
 
 
 if __name__ == "__main__":

@@ -136,3 +136,20 @@ def test_classifier_guidance_steers_every_sampler_batch_independently(model_file
     assert is_deterministic(model, "ddim", settings, 6, [0, 1], None, False, guide)
     with pytest.raises(ValueError, match="classifier guidance steers the unguided model"):
         generate(model, "ddim", settings, 6, seeds, 1.0, batch_size=5, guide=guide)
+
+
+def test_float_timesteps_leave_the_networks_output_unchanged(tiny_unet):
+    from diffbench.generation import float_timesteps
+
+    x = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    t, labels = torch.tensor([0, 7, 31, 49]), torch.tensor([0, 1, 2, 3])
+    seen = []
+
+    def spy(x, t, labels):
+        seen.append(t.dtype)
+        return tiny_unet(x, t, labels)
+
+    with torch.no_grad():
+        assert torch.equal(float_timesteps(spy)(x, t, labels), tiny_unet(x, t, labels))
+        assert torch.equal(float_timesteps(spy)(x, t.double(), labels), tiny_unet(x, t.double(), labels))
+    assert seen == [torch.float32, torch.float32]  # one input dtype: one compiled graph for every sampler

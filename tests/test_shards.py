@@ -9,7 +9,7 @@ import yaml
 
 from diffbench.config import load_params
 from diffbench.errors import ParamsError
-from diffbench.plan import shard_groups, shard_stages
+from diffbench.plan import long_poles_first, shard_groups, shard_stages
 from scripts.unpack_shard import merge_locks, unpack
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,3 +78,17 @@ def test_shard_status_names_each_workers_running_stage_and_its_eta(tmp_path):
             in lines)
     assert "m2: 0 stages done; idle or finished" in lines
     assert "train_m1: m1 step 100/2400 (4%) loss 0.1 lr 1e-3 4000 img/s, ETA 5 min" in lines
+
+
+def test_runners_start_the_long_poles_first_and_keep_the_priority_order_of_the_rest():
+    params = load_params(ROOT / "params.yaml")
+    tables = [s for name, stages in shard_groups(params, "mnist") if name not in ("setup", "models", "reference")
+              for s in stages]
+    ordered = long_poles_first(params, tables, 3)
+    assert sorted(ordered) == sorted(tables)
+    assert ordered[:2] == ["generate@mnist-linear.ddpm-1000-cfg1", "score@mnist-linear.ddpm-1000-cfg1"]
+    rest = [s for s in tables if s not in ordered[:2]]
+    assert ordered[2:] == rest  # the headline rows keep their order
+    assert long_poles_first(params, tables, 1) == tables  # one runner: no pole is longer than half of all
+    with pytest.raises(ParamsError, match="runners must be >= 1"):
+        long_poles_first(params, tables, 0)

@@ -150,3 +150,14 @@ def test_k_as_large_as_a_set_is_a_clear_error():
     assert (prc.precision(), prc.recall()) == pytest.approx(prc_brute(gen, ref, 4), abs=1e-7)
     with pytest.raises(DiffbenchError, match="needs more than 4 generated samples, got 3"):
         prc.recall(np.array([0, 1, 2]))
+
+
+def test_kid_from_kernel_matrices_equals_kid_from_each_subsets_features():
+    gen, ref = gaussian(90, 6, 21, shift=0.3), gaussian(110, 6, 22)
+    cached = KidStatistic(gen, ref, subset_size=40, subsets=9, seed=5)
+    direct = KidStatistic(gen, ref, subset_size=40, subsets=9, seed=5, kernel_budget=0)
+    assert cached.kernels is not None and direct.kernels is None
+    idx = np.sort(np.random.default_rng(0).permutation(90)[:45])
+    for rows in (None, idx):
+        assert cached.kid(rows) == pytest.approx(direct.kid(rows), rel=1e-12)
+    assert cached.kid(idx) != pytest.approx(cached.kid(None), rel=1e-3)  # the subset is scored, not the whole set
