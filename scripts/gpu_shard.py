@@ -2,19 +2,21 @@
 
     python scripts/gpu_shard.py SHARD --minutes M [--params params.yaml] [--one-by-one]
 
-Groups come from ``diffbench.plan.shard_groups``: setup, the models (training and reference classifiers,
-started side by side unless ``--one-by-one``: each stage's own dvc.yaml command, then ``dvc commit``
-records them in dvc.lock exactly as ``dvc repro`` would), the real-data floors, then the tables' stages
+Groups come from ``diffbench.plan.shard_groups``: setup, the models (training, reference classifiers and
+noisy classifiers, started side by side unless ``--one-by-one``: each stage's own dvc.yaml command, then
+``dvc commit`` records them in dvc.lock exactly as ``dvc repro`` would; a dataset's real-data floor runs
+right after its reference classifier, while the U-Nets still train), then the tables' stages
 (generate/score pairs table by table, the ELBO): ``--runners`` in-process stage runners side by side
 (:mod:`diffbench.stage_runner`: a model, Inception and the classifiers loaded and compiled once per
 runner), which claim the units of work from one list, units of a model they have loaded first, so none
-idles while another has work; the list is the tables' priority order with its long poles first
-(``diffbench.plan.long_poles_first``: DDPM-1000 no longer runs alone at the end); their finished stages are recorded by ``dvc commit`` every 30 s while
-they run (in the second MNIST lease one commit of 74 stages at the deadline took 274 s).
-``--dvc-repro-tables`` runs them with ``dvc repro`` instead, a process per stage. At the deadline
-whatever runs gets SIGINT: finished stages are recorded, an interrupted one is not, so the report shows
-what is missing and a later run resumes (current stages are skipped). Writes ``shard-logs/<group or runner>.log`` and
-``shard-logs/timeline.tsv`` (group, stages, start, seconds, exit status).
+idles while another has work. The list is the tables' priority order with its long poles first
+(``diffbench.plan.long_poles_first``: DDPM-1000 no longer runs alone at the end). Their finished stages
+are recorded by ``dvc commit`` every 30 s while they run (in the second MNIST lease one commit of 74
+stages at the deadline took 274 s). ``--dvc-repro-tables`` runs them with ``dvc repro`` instead, a
+process per stage. At the deadline whatever runs gets SIGINT: finished stages are recorded, an
+interrupted one is not, so the report shows what is missing and a later run resumes (current stages are
+skipped). Writes ``shard-logs/<group, chain or runner>.log`` and ``shard-logs/timeline.tsv`` (group,
+stages, start, seconds, exit status).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -38,7 +41,7 @@ from diffbench.plan import check_plan, long_poles_first, shard_groups  # noqa: E
 LOGS = Path("shard-logs")
 GRACE_S = 10  # after SIGINT, before SIGKILL
 COMMIT_EVERY_S = 30  # how often the tables' finished stages are recorded while the runners go on
-MODEL_GROUPS = ("setup", "models", "reference")  # what the tables need: a failure here stops the shard
+MODEL_GROUPS = ("setup", "models")  # what the tables need (the models group holds the floors): a failure stops
 
 
 def stale(stages: list[str]) -> list[str]:
@@ -79,14 +82,35 @@ def finish(process: subprocess.Popen, deadline: float) -> int:
         return 124
 
 
-def side_by_side(stages: list[str], deadline: float) -> int:
-    """Each stage's own command in parallel, then `dvc commit` of those that succeeded."""
-    processes = {stage: launch(stage_command(stage), LOGS / f"{stage.replace('@', '_')}.log") for stage in stages}
-    status = {stage: finish(process, deadline) for stage, process in processes.items()}
-    done = [s for s, rc in status.items() if rc == 0]
+def side_by_side(chains: list[list[str]], deadline: float) -> int:
+    """Each chain (stages one after another, each its own dvc.yaml command) in parallel with the others,
+    then `dvc commit` of the stages that succeeded."""
+    done_file = LOGS / "done-models.txt"
+    done_file.unlink(missing_ok=True)
+    processes = {}
+    for chain in chains:
+        steps = [f"{stage_command(stage)} && echo {shlex.quote(stage)} >> {shlex.quote(str(done_file))}"
+                 for stage in chain]
+        processes[chain[0]] = launch(" && ".join(f"({step})" for step in steps),
+                                     LOGS / f"{chain[0].replace('@', '_')}.log")
+    status = [finish(process, deadline) for process in processes.values()]
+    done = done_file.read_text().split() if done_file.is_file() else []
     if done:
         subprocess.run(["dvc", "commit", "--force", *done], check=True)
-    return max(status.values(), default=0)
+    return max(status, default=0)
+
+
+def floors_after_classifiers(stages: list[str]) -> list[list[str]]:
+    """The models group as chains: each dataset's real-data floor (``reference@d``, which needs the reference
+    classifier) right after ``classifier@d``, while the U-Nets still train; other stages alone."""
+    chains = [[stage] for stage in stages if not stage.startswith("reference@")]
+    for floor in (stage for stage in stages if stage.startswith("reference@")):
+        chain = next((c for c in chains if c[0] == floor.replace("reference@", "classifier@", 1)), None)
+        if chain is None:
+            chains.append([floor])
+        else:
+            chain.append(floor)
+    return chains
 
 
 def runners(stages: list[str], count: int, deadline: float) -> int:
@@ -118,6 +142,13 @@ def runners(stages: list[str], count: int, deadline: float) -> int:
     return max(status.values(), default=0)
 
 
+def floors_with_models(groups: list[tuple[str, list[str]]]) -> list[tuple[str, list[str]]]:
+    """``groups`` with the real-data floors moved into the models group, after the models' stages (each
+    floor runs as soon as its dataset's classifier is done, see ``floors_after_classifiers``)."""
+    floors = [stage for name, stages in groups if name == "reference" for stage in stages]
+    return [(name, stages + floors if name == "models" else stages) for name, stages in groups if name != "reference"]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("shard")
@@ -132,6 +163,7 @@ def main() -> int:
     params = load_params(args.params)
     check_plan(params)
     groups = shard_groups(params, args.shard)
+    groups = floors_with_models(groups)
     if not args.dvc_repro_tables:
         head = [group for group in groups if group[0] in MODEL_GROUPS]
         tables = [s for name, stages in groups if name not in MODEL_GROUPS for s in stages]
@@ -154,8 +186,8 @@ def main() -> int:
               f"({(deadline - began) / 60:.1f} min left)", flush=True)
         if not todo:
             rc = 0
-        elif name == "models" and not args.one_by_one and len(todo) > 1:
-            rc = side_by_side(todo, deadline)
+        elif name == "models" and not args.one_by_one:
+            rc = side_by_side(floors_after_classifiers(todo), deadline)
         elif name == "tables":
             rc = runners(todo, args.runners, deadline)
         else:

@@ -92,3 +92,17 @@ def test_runners_start_the_long_poles_first_and_keep_the_priority_order_of_the_r
     assert long_poles_first(params, tables, 1) == tables  # one runner: no pole is longer than half of all
     with pytest.raises(ParamsError, match="runners must be >= 1"):
         long_poles_first(params, tables, 0)
+
+
+def test_each_real_data_floor_runs_right_after_its_classifier_beside_the_training():
+    from scripts.gpu_shard import floors_after_classifiers, floors_with_models
+
+    groups = floors_with_models(shard_groups(load_params(ROOT / "params.yaml"), "mnist"))
+    assert [name for name, _ in groups][:2] == ["setup", "models"] and "reference" not in dict(groups)
+    models = dict(groups)["models"]
+    assert floors_after_classifiers(models) == [
+        ["train@mnist-linear"], ["train@mnist-cosine"], ["train@mnist-sigmoid"], ["classifier@mnist", "reference@mnist"],
+        ["noisy_classifier@mnist-cosine"]]
+    # resumed after the classifier was recorded: the floor runs alone
+    assert floors_after_classifiers(["train@mnist-linear", "reference@mnist"]) == [["train@mnist-linear"],
+                                                                                  ["reference@mnist"]]
