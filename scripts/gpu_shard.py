@@ -32,6 +32,8 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -45,12 +47,27 @@ MODEL_GROUPS = ("setup", "models")  # what the tables need (the models group hol
 
 
 def stale(stages: list[str]) -> list[str]:
-    """The stages `dvc status` does not call current (all of them on a bare machine)."""
-    out = subprocess.run(["dvc", "status", "--json", *stages], capture_output=True, text=True)
-    if out.returncode != 0:
-        return stages
-    report = json.loads(out.stdout or "{}")
-    return [s for s in stages if s in report or any(k.endswith(":" + s) for k in report)]
+    """The stages that must run: those dvc.lock lacks or whose locked deps or outs are missing here (all of
+    them on a bare machine, found in milliseconds), and those `dvc status` does not call current. `dvc
+    status` of the MNIST shard's 87 table stages on a bare machine ran for over 2 minutes in the third lease."""
+    surely = set(missing_files(stages, read_lock()))
+    rest = [stage for stage in stages if stage not in surely]
+    if rest:
+        out = subprocess.run(["dvc", "status", "--json", *rest], capture_output=True, text=True)
+        report = json.loads(out.stdout or "{}") if out.returncode == 0 else {s: "unknown" for s in rest}
+        surely.update(s for s in rest if s in report or any(k.endswith(":" + s) for k in report))
+    return [stage for stage in stages if stage in surely]
+
+
+def read_lock(path: Path = Path("dvc.lock")) -> dict:
+    """The stages of dvc.lock by name (empty when there is none)."""
+    return (yaml.safe_load(path.read_text()) or {}).get("stages", {}) if path.is_file() else {}
+
+
+def missing_files(stages: list[str], lock: dict) -> list[str]:
+    """The stages without a dvc.lock entry, or with a locked dependency or output not in the workspace."""
+    return [stage for stage in stages if stage not in lock or any(
+        not Path(item["path"]).exists() for key in ("deps", "outs") for item in lock[stage].get(key, []))]
 
 
 def stage_command(stage: str) -> str:

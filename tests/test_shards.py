@@ -106,3 +106,25 @@ def test_each_real_data_floor_runs_right_after_its_classifier_beside_the_trainin
     # resumed after the classifier was recorded: the floor runs alone
     assert floors_after_classifiers(["train@mnist-linear", "reference@mnist"]) == [["train@mnist-linear"],
                                                                                   ["reference@mnist"]]
+
+
+def test_stages_with_missing_files_are_stale_without_asking_dvc(tmp_path, monkeypatch):
+    import scripts.gpu_shard as gpu_shard
+
+    (tmp_path / "here.txt").write_text("x")
+    lock = {"stages": {
+        "a": {"deps": [{"path": "here.txt"}], "outs": [{"path": "gone.npz"}]},
+        "b": {"deps": [{"path": "here.txt"}], "outs": [{"path": "here.txt"}]},
+    }}
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
+    monkeypatch.chdir(tmp_path)
+    asked = []
+
+    def fake_run(command, **kwargs):
+        asked.append(command[3:])
+        return type("Done", (), {"returncode": 0, "stdout": "{}"})()
+
+    monkeypatch.setattr(gpu_shard.subprocess, "run", fake_run)
+    assert gpu_shard.stale(["a", "b", "c"]) == ["a", "c"]  # c: never locked; b: dvc status calls it current
+    assert asked == [["b"]]  # only the stage whose files are all here is asked about
+    assert gpu_shard.stale(["a", "c"]) == ["a", "c"] and asked == [["b"]]

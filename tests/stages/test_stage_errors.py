@@ -173,3 +173,18 @@ def test_damaged_samples_file_is_one_line_naming_it_and_the_generate_stage(workd
     message = str(caught.value)
     assert "\n" not in message and message.startswith(f"{path}: ")
     assert message.endswith("rebuild it with `dvc repro -f generate@mnist-cosine.ddim-10-cfg1`")
+
+
+def test_preflight_of_a_shard_checks_only_the_shards_datasets(workdir, capsys, monkeypatch):
+    import yaml
+
+    raw = yaml.safe_load(Path("params.yaml").read_text())
+    raw["shards"] = {"digits": ["mnist-linear", "mnist-cosine"], "photos": ["cifar10-jpeg-linear", "cifar10-jpeg-cosine"]}
+    Path("params.yaml").write_text(yaml.safe_dump(raw))
+    write_plan(workdir / "params.yaml")
+    monkeypatch.delenv(DATA_DIR_ENV, raising=False)  # cifar10-jpeg has no source; an MNIST shard needs none
+    monkeypatch.setenv("DIFFBENCH_SHARD", "digits")
+    preflight.main([])
+    assert Path("preflight.ok").is_file()
+    monkeypatch.setenv("DIFFBENCH_SHARD", "nosuch")
+    assert "DIFFBENCH_SHARD=nosuch: not in params shards (digits, photos)" in fails(preflight.main, [], capsys)
