@@ -6,7 +6,8 @@ beside torch-fidelity's own functions on the same features — then the half-sam
 resamples), the reference classifier's features, and CLIP image embeddings (a randomly initialised
 ViT-B-32: speed only, no CLIP number is computed or printed). Images are real training images of a
 prepared split (data/<dataset>/train.npz), the reference is the test split. Prints a table; --out
-writes JSON.
+writes JSON. ``benchmarks/throughput.py --metrics-train ... --metrics-test ...`` runs the same ``measure``
+for its metric-suite row.
 
     python benchmarks/metrics_speed.py --train data/cifar10-jpeg/train.npz --test data/cifar10-jpeg/test.npz
 """
@@ -73,6 +74,55 @@ def clip_embedding_rate(images: np.ndarray, device: torch.device, batch: int) ->
     return len(images) / seconds
 
 
+def measure(train: str, test: str, n: int = 50000, n_ref: int = 10000, batch: int = 500, resamples: int = 50,
+            weights: str | None = None, classifier: str | None = None) -> dict:
+    """Seconds of each part for ``n`` images of split ``train`` against ``n_ref`` of ``test``, both
+    implementations' numbers, and the totals (benchmarks/throughput.py reports this as its metric row)."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    gen_images = tile(load_split(train)[0], n)
+    ref_images = load_split(test)[0][:n_ref]
+    extractor = load_inception(weights, str(device))
+    extractor.extract(gen_images[:batch], batch)  # warm-up (cuDNN autotune, allocations)
+
+    t: dict[str, float] = {}
+    ref, t["reference features (once, cached)"] = timed(lambda: extractor.extract(ref_images, batch), device)
+    gen, t["Inception features"] = timed(lambda: extractor.extract(gen_images, batch), device)
+    g, r = gen["pool"], ref["pool"]
+    stats_ref = reference_statistics(r)
+    fid, t["FID (diffbench)"] = timed(lambda: FidStatistic(g, *stats_ref, device=device).fid(), device)
+    kid, t["KID (diffbench)"] = timed(lambda: KidStatistic(g, r, 1000, 100, device=device).kid(), device)
+    prc_stat, t["precision/recall (diffbench)"] = timed(lambda: PrecisionRecallStatistic(g, r, 3, device), device)
+    prc = (prc_stat.precision(), prc_stat.recall())
+    t["precision/recall (diffbench)"] += timed(prc_stat.recall, device)[1]
+    tf_fid, t["FID (torch-fidelity)"] = timed(lambda: fid_from_features(g, r), device)
+    tf_kid, t["KID (torch-fidelity)"] = timed(lambda: kid_from_features(g, r, 1000, 100), device)
+    tf_prc, t["precision/recall (torch-fidelity)"] = timed(lambda: torch_fidelity_prc(g, r, 3, device), device)
+    config = SuiteConfig(kid_subset_size=1000, kid_subsets=100, prc_k=3, resamples=resamples)
+    suite, t[f"full suite with intervals (B={resamples})"] = timed(
+        lambda: fidelity_metrics(gen, ref, config, device), device)
+    if classifier:
+        from diffbench.classifier_features import load_classifier
+
+        clf = load_classifier(classifier, device)
+        _, t["classifier features"] = timed(lambda: clf.extract(gen_images, batch), device)
+    clip_rate = clip_embedding_rate(gen_images[:10000], device, batch)
+
+    ours = t["Inception features"] + t["FID (diffbench)"] + t["KID (diffbench)"] + t["precision/recall (diffbench)"]
+    theirs = (t["Inception features"] + t["FID (torch-fidelity)"] + t["KID (torch-fidelity)"]
+              + t["precision/recall (torch-fidelity)"])
+    return {
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__, "n": n, "n_ref": len(ref_images), "batch": batch,
+        "seconds": t, "fid_kid_prc_total_seconds": ours, "torch_fidelity_total_seconds": theirs,
+        "speedup_vs_torch_fidelity": theirs / ours,
+        "agreement": {"fid": [fid, tf_fid], "kid": [kid[0], tf_kid[0]], "precision_recall": [list(prc), list(tf_prc)]},
+        "fid_relative_difference": abs(fid - tf_fid) / abs(tf_fid),
+        "suite": {k: suite[k] for k in ("fid", "fid_lo", "fid_hi", "precision", "precision_lo", "precision_hi")},
+        "inception_images_per_second": n / t["Inception features"],
+        "clip_images_per_second": clip_rate,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--train", required=True, help="prepared split whose images play the generated set")
@@ -85,52 +135,13 @@ def main() -> None:
     parser.add_argument("--classifier", default=None, help="a classifier.pt to time its features too")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    gen_images = tile(load_split(args.train)[0], args.n)
-    ref_images = load_split(args.test)[0][: args.n_ref]
-    extractor = load_inception(args.weights, str(device))
-    extractor.extract(gen_images[: args.batch], args.batch)  # warm-up (cuDNN autotune, allocations)
-
-    t: dict[str, float] = {}
-    ref, t["reference features (once, cached)"] = timed(lambda: extractor.extract(ref_images, args.batch), device)
-    gen, t["Inception features"] = timed(lambda: extractor.extract(gen_images, args.batch), device)
-    g, r = gen["pool"], ref["pool"]
-    stats_ref = reference_statistics(r)
-    fid, t["FID (diffbench)"] = timed(lambda: FidStatistic(g, *stats_ref, device=device).fid(), device)
-    kid, t["KID (diffbench)"] = timed(lambda: KidStatistic(g, r, 1000, 100, device=device).kid(), device)
-    prc_stat, t["precision/recall (diffbench)"] = timed(lambda: PrecisionRecallStatistic(g, r, 3, device), device)
-    prc = (prc_stat.precision(), prc_stat.recall())
-    t["precision/recall (diffbench)"] += timed(prc_stat.recall, device)[1]
-    tf_fid, t["FID (torch-fidelity)"] = timed(lambda: fid_from_features(g, r), device)
-    tf_kid, t["KID (torch-fidelity)"] = timed(lambda: kid_from_features(g, r, 1000, 100), device)
-    tf_prc, t["precision/recall (torch-fidelity)"] = timed(lambda: torch_fidelity_prc(g, r, 3, device), device)
-    config = SuiteConfig(kid_subset_size=1000, kid_subsets=100, prc_k=3, resamples=args.resamples)
-    suite, t[f"full suite with intervals (B={args.resamples})"] = timed(
-        lambda: fidelity_metrics(gen, ref, config, device), device)
-    if args.classifier:
-        from diffbench.classifier_features import load_classifier
-
-        clf = load_classifier(args.classifier, device)
-        _, t["classifier features"] = timed(lambda: clf.extract(gen_images, args.batch), device)
-    clip_rate = clip_embedding_rate(gen_images[:10000], device, args.batch)
-
-    ours = t["Inception features"] + t["FID (diffbench)"] + t["KID (diffbench)"] + t["precision/recall (diffbench)"]
-    theirs = (t["Inception features"] + t["FID (torch-fidelity)"] + t["KID (torch-fidelity)"]
-              + t["precision/recall (torch-fidelity)"])
-    result = {
-        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "torch": torch.__version__, "n": args.n, "n_ref": args.n_ref, "batch": args.batch,
-        "seconds": t, "fid_kid_prc_total_seconds": ours, "torch_fidelity_total_seconds": theirs,
-        "speedup_vs_torch_fidelity": theirs / ours,
-        "agreement": {"fid": [fid, tf_fid], "kid": [kid[0], tf_kid[0]], "precision_recall": [list(prc), list(tf_prc)]},
-        "suite": {k: suite[k] for k in ("fid", "fid_lo", "fid_hi", "precision", "precision_lo", "precision_hi")},
-        "inception_images_per_second": args.n / t["Inception features"],
-        "clip_images_per_second": clip_rate,
-    }
-    for name, seconds in t.items():
+    result = measure(args.train, args.test, args.n, args.n_ref, args.batch, args.resamples, args.weights,
+                     args.classifier)
+    for name, seconds in result["seconds"].items():
         print(f"{name:45s} {seconds:8.2f} s")
-    print(f"FID+KID+P/R of {args.n} images incl. features: diffbench {ours:.1f} s, torch-fidelity {theirs:.1f} s "
-          f"({theirs / ours:.2f}x) on {result['gpu']}")
+    print(f"FID+KID+P/R of {args.n} images incl. features: diffbench {result['fid_kid_prc_total_seconds']:.1f} s, "
+          f"torch-fidelity {result['torch_fidelity_total_seconds']:.1f} s "
+          f"({result['speedup_vs_torch_fidelity']:.2f}x) on {result['gpu']}")
     print(json.dumps(result["agreement"]))
     if args.out:
         with open(args.out, "w") as handle:

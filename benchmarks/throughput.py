@@ -1,102 +1,137 @@
-"""Training and sampling throughput of diffbench's U-Nets, beside diffusers' UNet2DModel.
+"""Issue 9's throughput table in one run: training, sampling and metric-suite speed of diffbench, beside
+diffusers' UNet2DModel, and where the time goes.
 
-Training rows time exactly what `stages/train.py` runs: the `Trainer` built by
-`training.make_trainer` from params.yaml (batch, bf16, compile, channels_last, AdamW, clipping,
-EMA, label dropout, backend settings), driven through `Trainer.fit` without checkpoints, on random
-uint8 images of the dataset's shape (their content does not change the speed). The first
-`--warmup-steps` steps (compile included, reported as start-up) are left out of the rate.
-diffusers' UNet2DModel (DDPM CIFAR-10 configuration) is timed inside the same Trainer, so both
-networks pay the same data draw, loss, optimiser and EMA. The MNIST row uses
-params.yaml `architectures.mnist`.
+Parts (``--parts``):
+- training: exactly what `stages/train.py` runs, the `Trainer` built by `training.make_trainer` from
+  params.yaml (batch, bf16, compile, channels_last, AdamW, clipping, EMA, label dropout, backend
+  settings), driven through `Trainer.fit` without checkpoints, on random uint8 images of the dataset's
+  shape. The first `--warmup-steps` steps (compile included, reported as start-up) are left out of the
+  rate. diffusers' UNet2DModel (DDPM CIFAR-10 configuration) runs in the same Trainer. MFU = 3 ×
+  forward FLOPs × images/s ÷ the GPU's dense bf16 peak (989 TFLOP/s on H100/H200).
+- sampling: the generate stage's own path (benchmarks/sampling_speed.py): DDIM-50, DDIM-10, DDPM-T
+  and DDIM-50 with classifier-free guidance, per dataset U-Net; diffusers' DDIM-50 with its own
+  DDIMScheduler loop at the same batch.
+- metrics: FID + KID + P/R of 50k images, Inception features included (benchmarks/metrics_speed.py's
+  `measure`), when `--metrics-train` and `--metrics-test` name prepared splits.
+`--profile` adds torch.profiler tables of the training step and of DDIM steps of the sampling path.
+diffusers' rows are skipped, saying so, where diffusers is not importable. `--smoke` runs everything
+on the CPU with the quick profile's tiny U-Nets and a few steps, to test the code path only.
 
-MFU = 3 × forward FLOPs × images/s ÷ 989 TFLOP/s (H100/H200 dense bf16); forward FLOPs are
-counted once per network by torch's FlopCounterMode. Sampling is DDIM with each library's own
-loop (diffbench: samplers/ddim.py; diffusers: DDIMScheduler.step). GPU only.
-
-    python benchmarks/throughput.py --out performance.json --markdown performance.md
+    python benchmarks/throughput.py --profile --metrics-train data/cifar10-jpeg/train.npz \\
+        --metrics-test data/cifar10-jpeg/test.npz --out reports/performance.json --markdown reports/performance.md
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 import time
-from typing import Callable
+from pathlib import Path
 
 import torch
-from torch import nn
 
-from diffbench import distributed
-from diffbench.config import load_params
-from diffbench.diffusion import NoiseSchedule
-from diffbench.flops import PEAK_BF16_DENSE_FLOPS, forward_flops, utilisation
-from diffbench.samplers import ddim, make_settings
-from diffbench.training import Trainer, make_trainer
-from diffbench.unet import UNet, count_parameters
+BENCHMARKS = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCHMARKS))  # the sibling modules, also when imported from elsewhere (tests)
 
-IMAGE_SHAPES = {"mnist": (28, 28, 1), "cifar10-jpeg": (32, 32, 3)}  # H×W×C of each dataset's images
-NUM_CLASSES = 10
-POOL = 50_000  # random training images on the device
+import diffusers_baseline  # noqa: E402
+import performance_report  # noqa: E402
+import sampling_speed  # noqa: E402
+from bench_common import IMAGE_SHAPES, NUM_CLASSES, fresh_compiler, synchronize  # noqa: E402
+from diffbench import distributed  # noqa: E402
+from diffbench.config import Params, load_params  # noqa: E402
+from diffbench.flops import forward_flops, peak_flops, utilisation  # noqa: E402
+from diffbench.records import origin  # noqa: E402
+from diffbench.training import Trainer, make_trainer  # noqa: E402
+from diffbench.unet import count_parameters  # noqa: E402
+from kernel_profile import profile_calls  # noqa: E402
 
-
-class DiffusersEps(nn.Module):
-    """diffusers' UNet2DModel in the DDPM CIFAR-10 configuration, called like ours (labels ignored)."""
-
-    null_label = 0
-
-    def __init__(self):
-        super().__init__()
-        from diffusers import UNet2DModel
-
-        self.unet = UNet2DModel(
-            sample_size=32, in_channels=3, out_channels=3, layers_per_block=2,
-            block_out_channels=(128, 256, 256, 256),
-            down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
-            up_block_types=("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
-        )
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return self.unet(x, t).sample
+PARTS = ("training", "sampling", "metrics")
+LIBRARIES = ("diffbench", "diffusers")
+MODES = ("eager", "compile")
+# Full-size defaults, and the --smoke run's (CPU, quick profile, a few steps); a flag given explicitly wins.
+FULL = {"params": "params.yaml", "device": "cuda", "modes": "eager,compile", "warmup_steps": 10, "train_steps": 100,
+        "train_batch": None, "sample_batch": None, "sample_batches": 2, "profile_steps": 5, "pool": 50_000}
+SMOKE = {"params": "profiles/quick/params.yaml", "device": "cpu", "modes": "eager", "warmup_steps": 1,
+         "train_steps": 2, "train_batch": 4, "sample_batch": 4, "sample_batches": 1, "profile_steps": 2, "pool": 64}
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--params", help="settings of the pipeline (default params.yaml)")
+    parser.add_argument("--parts", default=",".join(PARTS), help="which parts to run")
+    parser.add_argument("--datasets", default="cifar10-jpeg,mnist")
+    parser.add_argument("--libraries", default=",".join(LIBRARIES), help="diffusers runs on cifar10-jpeg only")
+    parser.add_argument("--modes", help="training modes (default eager,compile)")
+    parser.add_argument("--train-batch", type=int, help="override training.<dataset>.batch_size")
+    parser.add_argument("--warmup-steps", type=int)
+    parser.add_argument("--train-steps", type=int)
+    parser.add_argument("--sample-batch", type=int, help="override sampling.batch_size")
+    parser.add_argument("--sample-batches", type=int, help="batches per timed sampling row (DDPM-T: one)")
+    parser.add_argument("--cfg-scale", type=float, default=3.0, help="guidance scale of the CFG row")
+    parser.add_argument("--metrics-train", help="prepared split playing the 50k generated images")
+    parser.add_argument("--metrics-test", help="prepared split of the reference")
+    parser.add_argument("--metrics-n", type=int, default=50000)
+    parser.add_argument("--inception-weights", help="else $DIFFBENCH_INCEPTION_WEIGHTS")
+    parser.add_argument("--profile", action="store_true", help="add the 'where the time goes' tables")
+    parser.add_argument("--profile-steps", type=int)
+    parser.add_argument("--peak-tflops", type=float, help="the device's dense bf16 peak, where it is not known")
+    parser.add_argument("--no-cudnn-benchmark", action="store_true",
+                        help="turn off the pipeline's cudnn.benchmark in training (to measure what it buys)")
+    parser.add_argument("--device", help="cuda (default) or cpu")
+    parser.add_argument("--smoke", action="store_true", help="CPU, tiny U-Nets, a few steps: tests the code only")
+    parser.add_argument("--out", help="write results JSON here")
+    parser.add_argument("--markdown", help="write performance.md here")
+    parser.add_argument("--from-json", nargs="+", help="only render --markdown from earlier --out files (merged)")
+    args = parser.parse_args(argv)
+    for key, value in (SMOKE if args.smoke else FULL).items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    return check_args(args)
 
 
-def counted_forward_flops(model: nn.Module, shape: tuple[int, int, int], device: torch.device) -> float:
-    """FLOPs of one forward pass per image of ``model`` (C×H×W), counted where it lives."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    x = torch.zeros(2, *shape, device=device)
-    t = torch.zeros(2, dtype=torch.long, device=device)
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(x, t, None)
-    return counter.get_total_flops() / 2
+def listed(value: str, allowed: tuple[str, ...] | dict, flag: str) -> list[str]:
+    """A comma-separated flag value, every item one of ``allowed``."""
+    items = [item for item in value.split(",") if item]
+    unknown = [item for item in items if item not in allowed]
+    if unknown or not items:
+        raise SystemExit(f"{flag}: unknown or no value(s) {unknown}; allowed: {', '.join(allowed)}")
+    return items
 
 
-def timed(fn: Callable[[], None], warmup: int, iters: int, device: torch.device) -> float:
-    """Seconds per call after ``warmup`` calls (synchronised)."""
-    for _ in range(warmup):
-        fn()
-    synchronize(device)
-    start = time.perf_counter()
-    for _ in range(iters):
-        fn()
-    synchronize(device)
-    return (time.perf_counter() - start) / iters
+def check_args(args: argparse.Namespace) -> argparse.Namespace:
+    """Fail fast, in one line, on a bad flag."""
+    args.parts = listed(args.parts, PARTS, "--parts")
+    args.datasets = listed(args.datasets, IMAGE_SHAPES, "--datasets")
+    args.libraries = listed(args.libraries, LIBRARIES, "--libraries")
+    args.modes = listed(args.modes, MODES, "--modes")
+    if bool(args.metrics_train) != bool(args.metrics_test):
+        raise SystemExit("--metrics-train and --metrics-test go together")
+    for flag in ("warmup_steps", "train_steps", "sample_batches", "profile_steps", "metrics_n"):
+        if getattr(args, flag) < 1:
+            raise SystemExit(f"--{flag.replace('_', '-')}: must be >= 1")
+    if args.device.startswith("cuda") and not args.from_json and not torch.cuda.is_available():
+        raise SystemExit("no CUDA device here: run on a GPU, or use --smoke (CPU) to test the code path")
+    return args
 
 
-def time_training(trainer: Trainer, shape: tuple[int, int, int], warmup: int, steps: int) -> dict:
-    """Start-up seconds (first ``warmup`` steps) and images/s of the next ``steps``, through Trainer.fit."""
+# --------------------------------------------------------------------------- training
+
+
+def train_pool(shape: tuple[int, int, int], size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random uint8 images (N×H×W×C) and labels on the device: their content does not change the speed."""
     height, width, channels = shape
-    device = trainer.ctx.device
-    images = torch.randint(0, 256, (POOL, height, width, channels), dtype=torch.uint8, device=device)
-    labels = torch.randint(0, NUM_CLASSES, (POOL,), device=device)
+    images = torch.randint(0, 256, (size, height, width, channels), dtype=torch.uint8, device=device)
+    return images, torch.randint(0, NUM_CLASSES, (size,), device=device)
+
+
+def time_training(trainer: Trainer, images: torch.Tensor, labels: torch.Tensor, warmup: int, steps: int) -> dict:
+    """Start-up seconds (first ``warmup`` steps) and images/s of the next ``steps``, through Trainer.fit."""
     if trainer.config.steps < warmup + steps:
         raise SystemExit(f"training.steps {trainer.config.steps} < --warmup-steps + --train-steps")
     noop = lambda row, rate: None  # noqa: E731
-    synchronize(device)
+    synchronize(trainer.ctx.device)
     start = time.perf_counter()
     trainer.fit(images, labels, None, noop, stop_at=warmup)  # ends with a check: synchronised
     startup = time.perf_counter() - start
@@ -107,167 +142,165 @@ def time_training(trainer: Trainer, shape: tuple[int, int, int], warmup: int, st
             "train_batch": trainer.config.batch_size}
 
 
-def sample_rate_ours(model: nn.Module, shape: tuple[int, int, int], batch: int, compile_model: bool, steps: int,
-                     device: torch.device) -> float:
-    model = model.to(device).eval().requires_grad_(False)
-    forward = torch.compile(model) if compile_model else model
-    schedule = NoiseSchedule.named("linear", 1000)
-    settings = make_settings("ddim", {})
-
-    def run() -> None:
-        x = torch.randn(batch, *shape, device=device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"), torch.no_grad():
-            ddim.sample(lambda x, t: forward(x, t, None).float(), x, schedule, steps, None, settings)
-
-    return batch / timed(run, warmup=1, iters=2, device=device)
+def pipeline_mode(params: Params, dataset: str) -> str:
+    """The training mode the train stage runs: params training.<dataset>.compile."""
+    return "compile" if params.section("training")[dataset]["compile"] else "eager"
 
 
-def sample_rate_diffusers(model: DiffusersEps, shape: tuple[int, int, int], batch: int, compile_model: bool,
-                          steps: int, device: torch.device) -> float:
-    from diffusers import DDIMScheduler
-
-    unet = model.unet.to(device).eval().requires_grad_(False)
-    forward = torch.compile(unet) if compile_model else unet
-    scheduler = DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear", clip_sample=False)
-    scheduler.set_timesteps(steps)
-
-    def run() -> None:
-        x = torch.randn(batch, *shape, device=device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"), torch.no_grad():
-            for t in scheduler.timesteps:
-                eps = forward(x, t).sample.float()
-                x = scheduler.step(eps, t, x).prev_sample
-
-    return batch / timed(run, warmup=1, iters=2, device=device)
+def profile_training(trainer: Trainer, images: torch.Tensor, labels: torch.Tensor, steps: int) -> dict:
+    """Where the time of ``steps`` Trainer steps goes (``kernel_profile.profile_calls``)."""
+    batch = trainer.config.batch_size
+    return profile_calls(lambda: trainer.train_step(images, labels, batch), steps, trainer.ctx.device)
 
 
-def measure(params, library: str, dataset: str, mode: str, args: argparse.Namespace) -> dict:
-    """One row: the pipeline's training step (and sampling unless skipped) for a network and mode."""
+def measure_training(params: Params, library: str, dataset: str, mode: str, args: argparse.Namespace,
+                     profiles: dict) -> dict:
+    """One training row; the profiled one (diffbench, first dataset, pipeline mode) adds to ``profiles``."""
     shape = IMAGE_SHAPES[dataset]
-    chw = (shape[2], shape[0], shape[1])
     ctx = distributed.Context(rank=0, world_size=1, device=torch.device(args.device))
+    fresh_compiler()
     overrides = {"compile": mode == "compile"} | ({"batch_size": args.train_batch} if args.train_batch else {})
-    network = DiffusersEps() if library == "diffusers" else None
+    network = diffusers_baseline.DiffusersEps() if library == "diffusers" else None
     trainer = make_trainer(params, dataset, "linear", shape, NUM_CLASSES, ctx, "benchmark", model=network,
                            overrides=overrides)
     if args.no_cudnn_benchmark:
         torch.backends.cudnn.benchmark = False
-    flops = forward_flops(trainer.unet_config) if network is None else counted_forward_flops(trainer.model, chw, ctx.device)
+    chw = (shape[2], shape[0], shape[1])
+    flops = (forward_flops(trainer.unet_config) if network is None
+             else diffusers_baseline.counted_forward_flops(trainer.model, chw, ctx.device))
     row = {"library": library, "dataset": dataset, "mode": mode, "parameters": count_parameters(trainer.model),
            "forward_gflops_per_image": flops / 1e9}
-    row |= time_training(trainer, shape, args.warmup_steps, args.train_steps)
-    row |= {f"train_{k}": v for k, v in utilisation(row["train_images_per_s"], flops, distributed.device_name(ctx.device)).items()}
-    if not args.skip_sampling:
-        model = DiffusersEps() if library == "diffusers" else UNet(trainer.unet_config)
-        sampler = sample_rate_diffusers if library == "diffusers" else sample_rate_ours
-        row["sample_images_per_s"] = sampler(model, chw, args.sample_batch, mode == "compile", args.sample_steps,
-                                              ctx.device)
-    del trainer
+    images, labels = train_pool(shape, args.pool, ctx.device)
+    row |= time_training(trainer, images, labels, args.warmup_steps, args.train_steps)
+    rate = row["train_images_per_s"]
+    row |= {f"train_{k}": v for k, v in utilisation(rate, flops, args.gpu, peak=args.peak).items()}
+    if args.profile and (library, dataset, mode) == ("diffbench", args.datasets[0], pipeline_mode(params, dataset)):
+        title = f"training step, {dataset} U-Net ({mode}, batch {trainer.config.batch_size})"
+        profiles[title] = profile_training(trainer, images, labels, args.profile_steps)
+    del trainer, images, labels
+    torch.backends.cudnn.benchmark = False  # the Trainer turned it on; the next part starts from the default
     if ctx.device.type == "cuda":
         torch.cuda.empty_cache()
     return row
 
 
-def best(rows: list[dict], library: str, dataset: str, key: str) -> float | None:
-    values = [r[key] for r in rows if r["library"] == library and r["dataset"] == dataset and r.get(key)]
-    return max(values) if values else None
+def training_part(params: Params, args: argparse.Namespace, profiles: dict) -> dict:
+    rows = []
+    for dataset in args.datasets:
+        for library in args.libraries:
+            if library == "diffusers" and (dataset != "cifar10-jpeg" or not args.with_diffusers):
+                continue
+            for mode in args.modes:
+                row = measure_training(params, library, dataset, mode, args, profiles)
+                rows.append(row)
+                print(f"{args.gpu} | train {library:9s} | {dataset:12s} | {mode:7s} | {row['train_images_per_s']:8.0f} "
+                      f"img/s | MFU {performance_report.cell(row['train_mfu'], '.1%')} | start-up "
+                      f"{row['startup_seconds']:.0f} s", flush=True)
+    return {"warmup_steps": args.warmup_steps, "train_steps": args.train_steps, "rows": rows,
+            "cudnn_benchmark": not args.no_cudnn_benchmark, "peak_tflops": args.peak and args.peak / 1e12,
+            "pipeline_modes": {dataset: pipeline_mode(params, dataset) for dataset in args.datasets}}
 
 
-def speedups(rows: list[dict]) -> dict:
-    """diffbench vs diffusers (best mode of each) on CIFAR, and the best training MFU per dataset."""
-    out = {}
-    for key, name in (("train_images_per_s", "train_speedup_vs_diffusers"),
-                      ("sample_images_per_s", "sample_speedup_vs_diffusers")):
-        ours, theirs = best(rows, "diffbench", "cifar10-jpeg", key), best(rows, "diffusers", "cifar10-jpeg", key)
-        out[name] = ours / theirs if ours and theirs else None
-    for dataset in sorted({r["dataset"] for r in rows}):
-        out[f"train_mfu_{dataset}"] = best(rows, "diffbench", dataset, "train_mfu")
+# --------------------------------------------------------------------------- sampling and metrics
+
+
+def sampling_part(params: Params, args: argparse.Namespace, profiles: dict) -> dict:
+    device = torch.device(args.device)
+    batch = args.sample_batch or params.section("sampling")["batch_size"]
+    datasets = []
+    for dataset in args.datasets:
+        calls = args.profile_steps if args.profile and dataset == args.datasets[0] else 0
+        entry = sampling_speed.measure_dataset(params, dataset, device, args.gpu, batch, args.sample_batches,
+                                               args.cfg_scale, args.peak, calls)
+        if "profile" in entry:
+            mode = "compiled" if entry["compile"] else "eager"
+            profiles[f"sampling: one DDIM step of the generate path, {dataset} U-Net ({mode}, batch {batch})"] = \
+                entry.pop("profile")
+        datasets.append(entry)
+        for row in entry["rows"]:
+            print(f"{args.gpu} | sample {dataset:12s} | {row['run']:14s} | {row['images_per_s']:8.1f} img/s | "
+                  f"{row['image_steps_per_s']:9.0f} image-steps/s | {row['share_of_ddim50']:.1%} of DDIM-50", flush=True)
+    diffusers = []
+    if "diffusers" in args.libraries and args.with_diffusers and "cifar10-jpeg" in args.datasets:
+        height, width, channels = IMAGE_SHAPES["cifar10-jpeg"]
+        for mode in args.modes:
+            fresh_compiler()
+            rate = diffusers_baseline.ddim_rate((channels, height, width), batch, mode == "compile", 50,
+                                                params.timesteps, device)
+            diffusers.append({"library": "diffusers", "mode": mode, "batch": batch, "steps": 50, "images_per_s": rate})
+            print(f"{args.gpu} | sample diffusers DDIMScheduler | {mode:7s} | {rate:8.1f} img/s", flush=True)
+    return {"batch": batch, "batches": args.sample_batches, "cfg_scale": args.cfg_scale, "datasets": datasets,
+            "diffusers": diffusers}
+
+
+def metrics_part(args: argparse.Namespace) -> dict:
+    if not args.metrics_train:
+        return {"skipped": "no --metrics-train/--metrics-test given (prepared splits, e.g. data/cifar10-jpeg/"
+                           "train.npz and test.npz)"}
+    import metrics_speed
+
+    result = metrics_speed.measure(args.metrics_train, args.metrics_test, n=args.metrics_n,
+                                   weights=args.inception_weights)
+    print(f"{result['gpu']} | metric suite | {result['n']} images | {result['fid_kid_prc_total_seconds']:.1f} s", flush=True)
+    return result
+
+
+# --------------------------------------------------------------------------- main
+
+
+def results_header(args: argparse.Namespace, argv: list[str]) -> dict:
+    notes = []
+    if "diffusers" in args.libraries and not args.with_diffusers:
+        notes.append("diffusers is not importable here: its training and sampling rows are skipped")
+    return {"gpu": args.gpu, "torch": torch.__version__, "params": args.params, "device": args.device,
+            "smoke": args.smoke, "command": shlex.join(["python", "benchmarks/throughput.py", *argv]),
+            "notes": notes} | origin()
+
+
+def merged(paths: list[str]) -> dict:
+    """Results of several --out files in one: each part from the last file that has it, the first header."""
+    files = [json.loads(Path(path).read_text()) for path in paths]
+    out = {key: value for results in files for key, value in results.items()}
+    out["header"] = files[0]["header"]
+    out["profile"] = {k: v for results in files for k, v in (results.get("profile") or {}).items()}
     return out
 
 
-def render_markdown(results: dict) -> str:
-    """performance.md: one row per network, dataset and mode, with the GPU named on every row."""
-    gpu = results["gpu"]
-    cell = lambda value, fmt: "–" if value is None else format(value, fmt)  # noqa: E731
-    lines = [
-        "# Throughput: diffbench vs diffusers (same GPU, same run)", "",
-        f"Measured by `benchmarks/throughput.py` on one {gpu}, torch {results['torch']}. Training: the pipeline's "
-        f"own `Trainer` step with params.yaml settings ({results['params']}), {results['train_steps']} steps after "
-        f"{results['warmup_steps']} warm-up steps; diffusers' UNet2DModel runs in the same Trainer. Sampling: "
-        f"DDIM-{results['sample_steps']} at batch {results['sample_batch']} (bf16). MFU = 3 × forward FLOPs × "
-        f"images/s ÷ {PEAK_BF16_DENSE_FLOPS['H200'] / 1e12:.0f} TFLOP/s (dense bf16 peak).", "",
-        "| GPU | network | dataset | mode | params | GFLOP/fwd | batch | train img/s | TFLOP/s | MFU | start-up s "
-        "| DDIM img/s |",
-        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for r in results["rows"]:
-        lines.append(
-            f"| {gpu} | {r['library']} | {r['dataset']} | {r['mode']} | {r['parameters'] / 1e6:.1f}M | "
-            f"{r['forward_gflops_per_image']:.2f} | {r['train_batch']} | {r['train_images_per_s']:.0f} | "
-            f"{cell(r['train_tflops_per_second'], '.0f')} | {cell(r['train_mfu'], '.1%')} | "
-            f"{r['startup_seconds']:.0f} | {cell(r.get('sample_images_per_s'), '.1f')} |"
-        )
-    s = results["summary"]
-    lines += [
-        "", f"- training speed-up vs diffusers, CIFAR U-Net (best mode of each): "
-        f"**{cell(s['train_speedup_vs_diffusers'], '.2f')}×** (goal 1.5×)",
-        f"- sampling speed-up vs diffusers (best mode of each): **{cell(s['sample_speedup_vs_diffusers'], '.2f')}×** "
-        f"(goal 1.5×)",
-    ]
-    lines += [f"- training MFU, {key.removeprefix('train_mfu_')}: **{cell(value, '.1%')}** (goal 35% for CIFAR)"
-              for key, value in s.items() if key.startswith("train_mfu_")]
-    return "\n".join(lines + [""])
+def write(results: dict, args: argparse.Namespace) -> None:
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    if args.markdown:
+        Path(args.markdown).write_text(performance_report.render(results))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--params", default="params.yaml", help="settings of the training step (training.<dataset>)")
-    parser.add_argument("--datasets", default="cifar10-jpeg,mnist")
-    parser.add_argument("--libraries", default="diffbench,diffusers", help="diffusers runs on cifar10-jpeg only")
-    parser.add_argument("--modes", default="eager,compile")
-    parser.add_argument("--train-batch", type=int, default=None, help="override training.<dataset>.batch_size")
-    parser.add_argument("--warmup-steps", type=int, default=10)
-    parser.add_argument("--train-steps", type=int, default=100)
-    parser.add_argument("--sample-batch", type=int, default=1000)
-    parser.add_argument("--sample-steps", type=int, default=50)
-    parser.add_argument("--skip-sampling", action="store_true")
-    parser.add_argument("--no-cudnn-benchmark", action="store_true",
-                        help="turn off the pipeline's cudnn.benchmark (to measure what it buys)")
-    parser.add_argument("--device", default="cuda", help="cpu only to smoke-test the code path")
-    parser.add_argument("--out", default=None, help="write results JSON here")
-    parser.add_argument("--markdown", default=None, help="write performance.md here")
-    parser.add_argument("--from-json", default=None, help="only render --markdown from an earlier --out file")
-    args = parser.parse_args()
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
     if args.from_json:
-        with open(args.from_json) as handle:
-            results = json.load(handle)
-        if args.markdown:
-            with open(args.markdown, "w") as handle:
-                handle.write(render_markdown(results))
+        write(merged(args.from_json), args)
         return
     params = load_params(args.params)
-    gpu = distributed.device_name(torch.device(args.device))
-    results: dict = {"gpu": gpu, "torch": torch.__version__, "params": args.params, "warmup_steps": args.warmup_steps,
-                     "train_steps": args.train_steps, "sample_batch": args.sample_batch,
-                     "sample_steps": args.sample_steps, "cudnn_benchmark": not args.no_cudnn_benchmark, "rows": []}
-    for dataset in args.datasets.split(","):
-        for library in args.libraries.split(","):
-            if library == "diffusers" and dataset != "cifar10-jpeg":
-                continue
-            for mode in args.modes.split(","):
-                row = measure(params, library, dataset, mode, args)
-                results["rows"].append(row)
-                print(f"{gpu} | {library:9s} | {dataset:12s} | {mode:7s} | train {row['train_images_per_s']:8.0f} img/s "
-                      f"| MFU {row['train_mfu'] or 0:.1%} | start-up {row['startup_seconds']:.0f} s | DDIM "
-                      f"{row.get('sample_images_per_s', 0):7.1f} img/s", flush=True)
-    results["summary"] = speedups(results["rows"])
-    print(json.dumps(results["summary"], indent=2))
-    if args.out:
-        with open(args.out, "w") as handle:
-            json.dump(results, handle, indent=2, sort_keys=True)
-    if args.markdown:
-        with open(args.markdown, "w") as handle:
-            handle.write(render_markdown(results))
+    if args.smoke:
+        torch.set_num_threads(1)  # tiny ops on a shared CPU: a 2-thread pool ran them ~40 times slower
+    device = torch.device(args.device)
+    args.gpu = distributed.device_name(device)
+    args.peak = args.peak_tflops * 1e12 if args.peak_tflops else peak_flops(args.gpu)
+    args.with_diffusers = diffusers_baseline.available()
+    results: dict = {"header": results_header(args, argv)}
+    for note in results["header"]["notes"]:
+        print(f"note: {note}", flush=True)
+    profiles: dict = {}
+    if "training" in args.parts:
+        results["training"] = training_part(params, args, profiles)
+    if "sampling" in args.parts:
+        results["sampling"] = sampling_part(params, args, profiles)
+    if "metrics" in args.parts:
+        results["metrics"] = metrics_part(args)
+    if profiles:
+        results["profile"] = profiles
+    for target in performance_report.targets(results):
+        print(f"{target.what}: {target.measured} (target {target.goal}): {target.status}")
+    write(results, args)
 
 
 if __name__ == "__main__":

@@ -64,10 +64,16 @@ def _load_model(path: str, device: torch.device, compile_model: bool) -> LoadedM
         config[key] = tuple(config[key])
     net = UNet(UNetConfig(**config))
     net.load_state_dict(state["ema"])
+    return prepare_model(net, NoiseSchedule.named(state["schedule"], state["timesteps"]), device, compile_model, state)
+
+
+def prepare_model(net: UNet, schedule: NoiseSchedule, device: torch.device, compile_model: bool,
+                  file: dict | None = None) -> LoadedModel:
+    """``net`` ready to sample as the generate stage samples: on ``device``, eval, frozen and, if asked,
+    compiled (static shapes, float timesteps). benchmarks/throughput.py times sampling through it."""
     net.to(device).eval().requires_grad_(False)
-    schedule = NoiseSchedule.named(state["schedule"], state["timesteps"])
     forward = float_timesteps(torch.compile(net, dynamic=False)) if compile_model else net
-    return LoadedModel(net=net, schedule=schedule, file=state, forward=forward)
+    return LoadedModel(net=net, schedule=schedule, file=file or {}, forward=forward)
 
 
 def float_timesteps(forward: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:

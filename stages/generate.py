@@ -2,9 +2,10 @@
 
 Writes results/<model>/<run>/{samples.npz, generation.json}: images in seed order with their seeds
 and the class each asked for, and the record (validated sampler settings, NFE counted while
-sampling, timing, model hash, origin). A classifier-guided run (``-cg<s>``) loads the model's noisy
-classifier, refused if it was trained for another schedule or T. Under torchrun each GPU samples its
-share of the seeds and rank 0 gathers them. Scoring is the score stage's job: rescoring never resamples.
+sampling, timing with img/s, U-Net TFLOP/s and MFU, model hash, origin). A classifier-guided run
+(``-cg<s>``) loads the model's noisy classifier, refused if it was trained for another schedule or T.
+Under torchrun each GPU samples its share of the seeds and rank 0 gathers them. Scoring is the score
+stage's job: rescoring never resamples.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from diffbench.cli import environment, stage_main, stage_parser, write_json
 from diffbench.generation import ClassifierGuide, LoadedModel, class_labels, generate, is_deterministic, load_model
 from diffbench.hashing import sha256_file
 from diffbench.errors import DiffbenchError, ParamsError
+from diffbench.flops import forward_flops, utilisation
+from diffbench.guidance import passes_per_evaluation
 from diffbench.noisy_classifier import load_noisy_classifier
 from diffbench.plan import PLAN_COMMAND, load_stage_params
 from diffbench.records import generation_record
@@ -102,12 +105,15 @@ def main(argv: list[str] | None = None) -> None:
     chunks.clear()
     device = distributed.device_name(ctx.device)
     declared = samplers.expected_nfe(generation.kind, settings, model.schedule, generation.steps)
+    rate = len(images) / seconds if seconds else None
+    passes = generated.nfe * passes_per_evaluation(generation.guidance)  # U-Net passes only (not a classifier's)
     write_json(out / "generation.json", generation_record(
         generation, settings, samplers.label(generation.kind, settings), generated.nfe, declared, deterministic,
-        timing={"seconds": seconds, "images_per_second": len(images) / seconds if seconds else None,
+        timing={"seconds": seconds, "images_per_second": rate,
                 "world_size": ctx.world_size, "device": device, "batch_size": sampling["batch_size"],
                 "bf16": sampling["bf16"] and ctx.device.type == "cuda", "compile": sampling["compile"],
-                "resumed_images": resumed},   # loaded from an interrupted run's batches; seconds time the rest
+                "resumed_images": resumed}   # loaded from an interrupted run's batches; seconds time the rest
+        | utilisation(rate, forward_flops(model.net.config), device, passes),
         model={"sha256": model_sha256, "step": model.file.get("step")},
         environment=environment(), classifier_guidance=guide_record,
     ))

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from diffbench.errors import ParamsError
-from diffbench.guidance import guided_eps
+from diffbench.guidance import guided_eps, passes_per_evaluation
 
 
 class Recorder(torch.nn.Module):
@@ -44,6 +44,14 @@ def test_unguided_and_scale_zero_use_only_the_null_label():
     x, t, y = torch.randn(2, 3), torch.zeros(2, dtype=torch.long), torch.tensor([1, 2])
     assert torch.equal(guided_eps(model, y, None, 10)(x, t), x * 11)
     assert torch.allclose(guided_eps(model, y, 0.0, 10)(x, t), x * 11)
+
+
+@pytest.mark.parametrize("scale", [None, 0.0, 1.0, 3.0])
+def test_passes_per_evaluation_counts_the_rows_the_model_sees_per_image(scale):
+    model = Recorder()
+    x, t, y = torch.randn(4, 3), torch.zeros(4, dtype=torch.long), torch.tensor([0, 1, 2, 3])
+    guided_eps(model, y, scale, 10)(x, t)
+    assert sum(len(call) for call in model.calls) == 4 * passes_per_evaluation(scale)
 
 
 @pytest.mark.parametrize("scale", [-1.0, float("inf"), "7", True])

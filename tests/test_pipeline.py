@@ -91,6 +91,9 @@ def test_dvc_repro_end_to_end_then_one_param_change(tmp_path):
         assert cfg2[f"{metric}_lo"] <= cfg2[metric] <= cfg2[f"{metric}_hi"], metric
     assert "class_accuracy" not in summary["toy"]["toy-cosine"]["ddim-5-cfgnone"]  # unguided: no class asked
     assert "clip_score" not in cfg2  # no CLIP weights offline: never a number
+    guided_pair = json.loads((repo / "results" / "toy-cosine" / "ddim-5-cfg2" / "metrics.json").read_text())
+    timing = guided_pair["timing"]  # U-Net TFLOP/s over both passes of each guided step; no known CPU peak
+    assert guided_pair["network_passes_per_image"] == 10 and timing["tflops_per_second"] > 0 and timing["mfu"] is None
     assert "CLIP score: unavailable" in (reports / "tables" / "cfg_toy.md").read_text()
     bound = summary["toy"]["toy-linear"]["elbo"]
     assert bound["bpd_lo"] < bound["bpd"] < bound["bpd_hi"] and bound["n_samples"] == 20

@@ -1,0 +1,154 @@
+"""benchmarks/throughput.py: a --smoke run (CPU, quick-profile U-Nets) writes every row of issue 9's table,
+its numbers agree with each other, and the profile tables add up. No assertion on a duration or a speed."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from benchmarks import throughput  # puts benchmarks/ on sys.path for its sibling modules
+import kernel_profile  # noqa: E402
+import performance_report  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+PEAK_TFLOPS = 1.0  # a made-up peak so that the smoke run's MFU is a number to check
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory, one_torch_thread) -> tuple[dict, str]:
+    out = tmp_path_factory.mktemp("throughput")
+    throughput.main(["--smoke", "--profile", "--params", str(ROOT / "profiles" / "quick" / "params.yaml"),
+                     "--peak-tflops", str(PEAK_TFLOPS), "--out", str(out / "performance.json"),
+                     "--markdown", str(out / "performance.md")])
+    return json.loads((out / "performance.json").read_text()), (out / "performance.md").read_text()
+
+
+def test_smoke_run_says_so_and_has_every_target_row(smoke):
+    results, markdown = smoke
+    assert results["header"]["smoke"] is True and performance_report.SMOKE_WARNING in markdown
+    assert results["header"]["gpu"].startswith("cpu") and results["header"]["date"] and "commit" in results["header"]
+    whats = [target.what for target in performance_report.targets(results)]
+    for fragment in ("training, CIFAR U-Net vs", "training MFU, CIFAR", "DDIM-50 sampling", "MNIST U-Net",
+                     "metric suite", "FID equal"):
+        assert sum(fragment in what for what in whats) == 1, fragment
+    for dataset in ("cifar10-jpeg", "mnist"):
+        for run in ("DDIM-10", "DDPM-100"):
+            assert any(what.startswith(f"{run} image-steps/s") and dataset in what for what in whats), (run, dataset)
+        assert any(what.startswith("classifier-free guidance") and dataset in what for what in whats), dataset
+    for what in whats:
+        assert what in markdown
+    for section in ("## Issue 9 targets", "## Training", "## Sampling", "## Metric suite", "## Where the time goes"):
+        assert section in markdown
+
+
+def test_rows_skipped_here_say_why(smoke):
+    results, markdown = smoke
+    assert "no --metrics-train" in results["metrics"]["skipped"] and "Not measured: no --metrics-train" in markdown
+    if not throughput.diffusers_baseline.available():
+        assert any("diffusers is not importable" in note for note in results["header"]["notes"])
+        assert "diffusers is not importable" in markdown and results["sampling"]["diffusers"] == []
+
+
+def test_sampling_shares_and_cfg_cost_come_from_the_rates_of_the_same_run(smoke):
+    results, _ = smoke
+    for entry in results["sampling"]["datasets"]:
+        rows = {row["run"]: row for row in entry["rows"]}
+        assert list(rows) == ["DDIM-50", "DDIM-10", "DDPM-100", "DDIM-50 CFG 3"]
+        ddim50 = rows["DDIM-50"]["image_steps_per_s"]
+        for row in rows.values():
+            assert math.isclose(row["image_steps_per_s"], row["images_per_s"] * row["nfe"])
+            assert math.isclose(row["share_of_ddim50"], row["image_steps_per_s"] / ddim50)
+            assert row["batch"] == 4 and row["images"] == 4  # --smoke: one batch of 4
+        guided = rows["DDIM-50 CFG 3"]
+        assert math.isclose(guided["cfg_cost_per_step"], ddim50 / guided["image_steps_per_s"])
+        assert guided["network_passes_per_image"] == 2 * guided["nfe"] == 100
+        assert [rows[r]["nfe"] for r in ("DDIM-50", "DDIM-10", "DDPM-100")] == [50, 10, 100]
+
+
+def test_mfu_is_forward_flops_times_passes_times_rate_over_the_peak(smoke):
+    results, _ = smoke
+    peak = PEAK_TFLOPS * 1e12
+    for row in results["training"]["rows"]:
+        flops = 3 * row["forward_gflops_per_image"] * 1e9 * row["train_images_per_s"]
+        assert math.isclose(row["train_mfu"], flops / peak) and math.isclose(row["train_tflops_per_second"], flops / 1e12)
+    for entry in results["sampling"]["datasets"]:
+        for row in entry["rows"]:
+            flops = row["network_passes_per_image"] * entry["forward_gflops_per_image"] * 1e9 * row["images_per_s"]
+            assert math.isclose(row["mfu"], flops / peak)
+
+
+def test_profile_shares_add_up_and_name_known_categories(smoke):
+    results, markdown = smoke
+    assert len(results["profile"]) == 2  # the training step and the sampling step
+    for summary in results["profile"].values():
+        assert 0 < sum(k["share"] for k in summary["top"]) <= 1 + 1e-9 and len(summary["top"]) <= 10
+        assert math.isclose(sum(summary["categories"].values()), 1.0)
+        assert set(summary["categories"]) == set(kernel_profile.CATEGORIES)
+        assert all(k["category"] == kernel_profile.category(k["name"]) for k in summary["top"])
+        assert summary["top"] == sorted(summary["top"], key=lambda k: -k["share"])
+        assert f"{summary['top'][0]['share']:.1%}" in markdown
+
+
+def test_from_json_merges_parts_of_several_runs(smoke, tmp_path):
+    results, _ = smoke
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    first.write_text(json.dumps({k: results[k] for k in ("header", "training")}))
+    second.write_text(json.dumps({k: results[k] for k in ("header", "sampling", "profile")}))
+    throughput.main(["--from-json", str(first), str(second), "--markdown", str(tmp_path / "p.md")])
+    merged = throughput.merged([str(first), str(second)])
+    assert merged["training"] == results["training"] and merged["sampling"] == results["sampling"]
+    assert performance_report.render(merged) == (tmp_path / "p.md").read_text()
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("sm90_xmma_fprop_implicit_gemm_bf16bf16_bf16f32_f32_nhwckrsc_nchw_tilesize128x128x64", "convolution"),
+    ("void cutlass::Kernel2<cutlass_80_wmma_tensorop_bf16_s161616gemm_bf16_32x32_128x2_tn_align8>", "convolution"),
+    ("aten::convolution_backward", "convolution"),
+    ("pytorch_flash::flash_fwd_kernel<Flash_fwd_kernel_traits<64, 128, 64, 4>>", "attention"),
+    ("aten::_scaled_dot_product_flash_attention_for_cpu", "attention"),
+    ("triton_red_fused_native_group_norm_0", "normalisation"),
+    ("aten::native_group_norm_backward", "normalisation"),
+    ("triton_poi_fused_add_convolution_silu_3", "elementwise/activation"),
+    ("void at::native::vectorized_elementwise_kernel<4, at::native::(anonymous namespace)::silu_kernel>",
+     "elementwise/activation"),
+    ("void at::native::(anonymous namespace)::multi_tensor_apply_kernel<FusedAdamMathFunctor>", "optimizer/EMA"),
+    ("aten::_foreach_lerp_", "optimizer/EMA"),
+    ("Memcpy DtoD (Device -> Device)", "copies"),
+    ("void cudnn::ops::nchwToNhwcKernel<__nv_bfloat16>", "copies"),
+    ("aten::empty_strided", "other"),
+])
+def test_categories_of_known_kernel_names(name, expected):
+    assert kernel_profile.category(name) == expected
+
+
+def test_summarise_ranks_by_self_time_and_shares_all_of_it():
+    times = {"aten::mkldnn_convolution": 600.0, "aten::silu": 300.0, "aten::empty": 100.0}
+    summary = kernel_profile.summarise(times, steps=2, top=2)
+    assert [k["name"] for k in summary["top"]] == ["aten::mkldnn_convolution", "aten::silu"]
+    assert [k["share"] for k in summary["top"]] == [0.6, 0.3] and summary["ms_per_step"] == 0.5
+    assert summary["categories"]["convolution"] == 0.6 and summary["categories"]["other"] == 0.1
+    with pytest.raises(ValueError, match="no steps or no time"):
+        kernel_profile.summarise({}, steps=1)
+
+
+def test_metric_targets_compare_the_50k_total_and_fid_with_the_exact_path():
+    metrics = {"n": 50000, "fid_kid_prc_total_seconds": 4.2, "fid_relative_difference": 2e-4}
+    fast, exact = performance_report.metric_targets({"metrics": metrics})
+    assert (fast.met, fast.measured, exact.met) == (True, "4.2 s", True)
+    fewer = performance_report.metric_targets({"metrics": metrics | {"n": 1000, "fid_relative_difference": 0.01}})
+    assert fewer[0].met is False and "not the target's 50k" in fewer[0].measured and fewer[1].met is False
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--parts", "training,nosuch"], "--parts: unknown"),
+    (["--datasets", "cifar10"], "--datasets: unknown"),
+    (["--metrics-train", "x.npz"], "--metrics-train and --metrics-test go together"),
+    (["--train-steps", "0"], "--train-steps: must be >= 1"),
+])
+def test_bad_flags_fail_in_one_line(argv, message):
+    with pytest.raises(SystemExit, match=message):
+        throughput.parse_args(["--smoke", *argv])
