@@ -56,7 +56,7 @@ from diffbench.hashing import sha256_file
 from diffbench.loss_plots import save_figure
 from diffbench.metrics.fast import FidStatistic, reference_statistics
 from diffbench.metrics.inception import load_inception
-from diffbench.metrics.intervals import METHOD, half_sample_interval, half_samples
+from diffbench.metrics.intervals import METHOD, batched_interval, half_samples
 from diffbench.metrics.reference import check_compatible, load_reference, reference_meta, save_reference
 from diffbench.metrics.suite import SuiteConfig
 from diffbench.records import origin
@@ -305,7 +305,7 @@ class FidScorer:
         pool = self.extractor.extract(images, self.batch_size)["pool"]
         statistic = FidStatistic(pool, self.mu, self.sigma, device=self.device)
         subsets = half_samples(len(pool), self.suite.resamples, self.suite.seed)
-        fid, lo, hi = half_sample_interval(statistic.fid, len(pool), subsets, self.suite.level)
+        fid, lo, hi = batched_interval(statistic.fid(), statistic.fid_many(subsets), len(pool), self.suite.level)
         return {"fid": fid, "fid_lo": lo, "fid_hi": hi}
 
 

@@ -28,6 +28,7 @@ from diffbench.metrics.fidelity import DEFAULT_SEED, _features, kid_subset_size_
 BLOCK = 10000  # rows per cdist block, as torch-fidelity's prc_batch_size
 KERNEL_BUDGET = 1 << 29  # KID kernel-matrix entries kept on the device (4 GiB in float64): 10k vs 10k fits
 KID_CHUNK = 16  # KID subsets gathered at once (16 × 1000² float64 = 128 MiB)
+FID_CHUNK = 10  # FID subsets whose matrices are decomposed in one call (10 × 2048² float64 = 320 MiB)
 
 
 def metric_device(device: str | torch.device | None = None) -> torch.device:
@@ -80,6 +81,26 @@ class FidStatistic:
 
         ``route``: "auto" (the smaller matrix), "d" (ỸᵀỸ, r×r) or "n" (ỸỸᵀ over the distinct rows).
         """
+        outside, gram = self._parts(idx, route)
+        return float(outside - 2 * _trace_sqrt(gram[None])[0])
+
+    def fid_many(self, subsets: list[np.ndarray], route: str = "auto") -> np.ndarray:
+        """``fid(idx)`` of every subset, with one transfer to the host per ``FID_CHUNK`` subsets (the
+        eigenvalues of equal-sized subsets' matrices in one batched call): the half-samples of an interval
+        no longer wait for the device 150 times, which costs most when other processes share the GPU."""
+        values = []
+        for chunk in range(0, len(subsets), FID_CHUNK):
+            parts = [self._parts(idx, route) for idx in subsets[chunk:chunk + FID_CHUNK]]
+            shapes = {gram.shape for _, gram in parts}
+            if len(shapes) == 1:
+                sqrt = _trace_sqrt(torch.stack([gram for _, gram in parts]))
+            else:  # subsets of different sizes: one call each
+                sqrt = torch.cat([_trace_sqrt(gram[None]) for _, gram in parts])
+            values.append(torch.stack([outside for outside, _ in parts]) - 2 * sqrt)
+        return torch.cat(values).cpu().numpy() if values else np.zeros(0)
+
+    def _parts(self, idx: np.ndarray | None, route: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(‖μ_g − μ_r‖² + tr Σ_g + tr Σ_r, S Σ_g S or its n-side form) of ``gen[idx]``, on the device."""
         if idx is None:
             rows, w, m = torch.arange(self.n, device=self.device), None, self.n
         else:
@@ -94,7 +115,7 @@ class FidStatistic:
             w = torch.ones(len(rows), dtype=torch.float64, device=self.device)
         delta = (w @ self.xc[rows]) / m
         diff = self.dmu0 + delta
-        tr_g = float(((w @ self.sq[rows]) - m * (delta @ delta)) / (m - 1))
+        tr_g = ((w @ self.sq[rows]) - m * (delta @ delta)) / (m - 1)
         z = self.z[rows]
         y = (z - (w @ z) / m) * w.sqrt()[:, None]
         if route == "auto":
@@ -102,8 +123,12 @@ class FidStatistic:
         if route not in ("d", "n"):
             raise DiffbenchError(f"route must be 'auto', 'd' or 'n', got {route!r}")
         gram = y @ y.T if route == "n" else y.T @ y
-        tr_sqrt = float(torch.linalg.eigvalsh(gram / (m - 1)).clamp(min=0).sqrt().sum())
-        return float(diff @ diff) + tr_g + self.tr_r - 2 * tr_sqrt
+        return diff @ diff + tr_g + self.tr_r, gram / (m - 1)
+
+
+def _trace_sqrt(grams: torch.Tensor) -> torch.Tensor:
+    """tr sqrt of each symmetric positive semi-definite matrix of a B×k×k batch (negative rounding clipped)."""
+    return torch.linalg.eigvalsh(grams).clamp(min=0).sqrt().sum(-1)
 
 
 def reference_statistics(ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -169,14 +194,36 @@ class KidStatistic:
     def kid(self, idx: np.ndarray | None = None) -> tuple[float, float]:
         """(mean, std) of the unbiased MMD² over the subsets, for ``gen[idx]`` (``None``: all rows)."""
         rows = np.arange(len(self.gen)) if idx is None else np.asarray(idx)
-        size = kid_subset_size_for(self.subset_size, len(rows), len(self.ref))
-        rng = np.random.RandomState(self.seed)
-        draws = [(rng.choice(len(rows), size, replace=False), rng.choice(len(self.ref), size, replace=False))
-                 for _ in range(self.subsets)]
-        g = torch.as_tensor(np.stack([rows[d[0]] for d in draws]), device=self.device)
-        r = torch.as_tensor(np.stack([d[1] for d in draws]), device=self.device)
-        values = self._mmd2(g, r).cpu().numpy()
+        values = self._mmd2(*self._draws([rows])).cpu().numpy()
         return float(np.mean(values)), float(np.std(values))
+
+    def kid_many(self, subsets: list[np.ndarray]) -> np.ndarray:
+        """The KID mean of ``gen[idx]`` for every ``idx`` of ``subsets``, with one transfer to the host."""
+        if not subsets:
+            return np.zeros(0)
+        values = self._mmd2(*self._draws([np.asarray(idx) for idx in subsets]))
+        return values.reshape(len(subsets), self.subsets).mean(1).cpu().numpy()
+
+    def _draws(self, row_sets: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The KID subsets of each row set, drawn as torch-fidelity draws them (a fresh
+        ``RandomState(seed)`` per set: generated then reference per subset), as (S·subsets)×size row indices
+        into gen and ref. Sets of one size share their draws."""
+        g_all, r_all, drawn = [], [], {}
+        for rows in row_sets:
+            size = kid_subset_size_for(self.subset_size, len(rows), len(self.ref))
+            if len(rows) not in drawn:
+                rng = np.random.RandomState(self.seed)
+                pairs = [(rng.choice(len(rows), size, replace=False), rng.choice(len(self.ref), size, replace=False))
+                         for _ in range(self.subsets)]
+                drawn[len(rows)] = (np.stack([g for g, _ in pairs]), np.stack([r for _, r in pairs]))
+            g, r = drawn[len(rows)]
+            g_all.append(rows[g])
+            r_all.append(r)
+        sizes = {g.shape[1] for g in g_all}
+        if len(sizes) > 1:
+            raise DiffbenchError(f"KID of several subsets needs one subset size, got {sorted(sizes)}")
+        return (torch.as_tensor(np.concatenate(g_all), device=self.device),
+                torch.as_tensor(np.concatenate(r_all), device=self.device))
 
 
 def _block_sum(kernel: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -214,11 +261,30 @@ class PrecisionRecallStatistic:
 
     def precision(self, idx: np.ndarray | None = None) -> float:
         """Share of generated samples (of ``gen[idx]``) inside some reference ball."""
-        return float(self.in_reference[_rows(idx, len(self.gen), self.device)].mean())
+        return float(self._precision(idx))
 
     def recall(self, idx: np.ndarray | None = None) -> float:
         """Share of reference samples inside some ball of the generated set ``gen[idx]``."""
+        return float(self._recall(idx))
+
+    def precision_many(self, subsets: list[np.ndarray]) -> np.ndarray:
+        """``precision(idx)`` of every subset, with one transfer to the host."""
+        return _to_host([self._precision(idx) for idx in subsets])
+
+    def recall_many(self, subsets: list[np.ndarray]) -> np.ndarray:
+        """``recall(idx)`` of every subset, with one transfer to the host."""
+        return _to_host([self._recall(idx) for idx in subsets])
+
+    def _precision(self, idx: np.ndarray | None) -> torch.Tensor:
+        return self.in_reference[_rows(idx, len(self.gen), self.device)].mean()
+
+    def _recall(self, idx: np.ndarray | None) -> torch.Tensor:
         gen = self.gen if idx is None else self.gen[_rows(idx, len(self.gen), self.device)]
         if self.k >= len(gen):
             raise DiffbenchError(f"recall with k={self.k} needs more than {self.k} generated samples, got {len(gen)}")
-        return float(_inside_any_ball(self.ref, gen, _kth_radius(gen, self.k)).double().mean())
+        return _inside_any_ball(self.ref, gen, _kth_radius(gen, self.k)).double().mean()
+
+
+def _to_host(values: list[torch.Tensor]) -> np.ndarray:
+    """Device scalars as one float64 array (one transfer)."""
+    return torch.stack(values).double().cpu().numpy() if values else np.zeros(0)

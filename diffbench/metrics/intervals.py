@@ -68,6 +68,11 @@ def half_sample_interval(
     return point, lo, hi
 
 
+def batched_interval(point: float, values: np.ndarray, n: int, level: float = 0.95) -> tuple[float, float, float]:
+    """(point, lo, hi) from the metric on all n samples and its ``values`` on the B half-samples."""
+    return (point, *jackknife_interval(point, values, n, level))
+
+
 def mean_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
     """(mean, lo, hi): the t-interval of the mean of i.i.d. per-image values."""
     values = np.asarray(values, dtype=np.float64)

@@ -4,7 +4,7 @@ FID, KID, precision/recall (any features: Inception pool features, a reference c
 penultimate features) and Inception Score (any logits) against fixed reference features. Points use
 the device implementations of :mod:`diffbench.metrics.fast` (equal to torch-fidelity's, tested);
 intervals come from the half-sample jackknife of :mod:`diffbench.metrics.intervals`, every metric on
-the same B halves. A metric ``m`` comes with ``m_lo`` and ``m_hi``.
+the same B halves, each metric's B values computed on the device and brought to the host at once. A metric ``m`` comes with ``m_lo`` and ``m_hi``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 
 from diffbench.metrics.fast import FidStatistic, KidStatistic, PrecisionRecallStatistic, reference_statistics
 from diffbench.metrics.fidelity import DEFAULT_SEED, inception_score, kid_subset_size_for
-from diffbench.metrics.intervals import METHOD, half_sample_interval, half_samples
+from diffbench.metrics.intervals import METHOD, batched_interval, half_sample_interval, half_samples
 
 
 @dataclass(frozen=True)
@@ -60,14 +60,14 @@ def fidelity_metrics(gen: dict, ref: dict, config: SuiteConfig, device=None) -> 
     subsets = half_samples(n, config.resamples, config.seed)
     out: dict = {}
     fid = FidStatistic(gen_pool, *reference_statistics(ref_pool), device=device)
-    _with_interval(out, "fid", half_sample_interval(fid.fid, n, subsets, config.level))
+    _with_interval(out, "fid", batched_interval(fid.fid(), fid.fid_many(subsets), n, config.level))
     kid = KidStatistic(gen_pool, ref_pool, config.kid_subset_size, config.kid_subsets, config.seed, device)
-    out["kid_std"] = kid.kid()[1]
-    _with_interval(out, "kid_mean", half_sample_interval(lambda idx: kid.kid(idx)[0], n, subsets, config.level))
+    kid_mean, out["kid_std"] = kid.kid()
+    _with_interval(out, "kid_mean", batched_interval(kid_mean, kid.kid_many(subsets), n, config.level))
     out["kid_subset_size"] = kid_subset_size_for(config.kid_subset_size, n, len(ref_pool))
     prc = PrecisionRecallStatistic(gen_pool, ref_pool, config.prc_k, device)
-    _with_interval(out, "precision", half_sample_interval(prc.precision, n, subsets, config.level))
-    _with_interval(out, "recall", half_sample_interval(prc.recall, n, subsets, config.level))
+    _with_interval(out, "precision", batched_interval(prc.precision(), prc.precision_many(subsets), n, config.level))
+    _with_interval(out, "recall", batched_interval(prc.recall(), prc.recall_many(subsets), n, config.level))
     out["prc_k"] = int(config.prc_k)
     out.update(inception_score_metrics(gen.get("logits"), subsets, config))
     out["interval_method"] = METHOD.format(resamples=config.resamples)

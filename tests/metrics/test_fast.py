@@ -161,3 +161,20 @@ def test_kid_from_kernel_matrices_equals_kid_from_each_subsets_features():
     for rows in (None, idx):
         assert cached.kid(rows) == pytest.approx(direct.kid(rows), rel=1e-12)
     assert cached.kid(idx) != pytest.approx(cached.kid(None), rel=1e-3)  # the subset is scored, not the whole set
+
+
+def test_every_statistic_of_many_subsets_equals_the_statistic_of_each():
+    gen, ref = gaussian(80, 6, 31, shift=0.3), gaussian(90, 6, 32)
+    subsets = [np.sort(np.random.default_rng(b).permutation(80)[:40]) for b in range(5)]
+    fid = FidStatistic(gen, *reference_statistics(ref))
+    assert fid.fid_many(subsets) == pytest.approx([fid.fid(idx) for idx in subsets], rel=1e-10)
+    assert fid.fid_many(subsets, "n") == pytest.approx([fid.fid(idx, "n") for idx in subsets], rel=1e-10)
+    mixed = subsets[:2] + [np.arange(0, 80, 3)]  # sizes differ: decomposed one by one
+    assert fid.fid_many(mixed) == pytest.approx([fid.fid(idx) for idx in mixed], rel=1e-10)
+    kid = KidStatistic(gen, ref, subset_size=20, subsets=6, seed=4)
+    assert kid.kid_many(subsets) == pytest.approx([kid.kid(idx)[0] for idx in subsets], rel=1e-12)
+    assert len(set(np.round(kid.kid_many(subsets), 12))) == len(subsets)  # each subset scored on its own rows
+    prc = PrecisionRecallStatistic(gen, ref, 3)
+    assert prc.precision_many(subsets) == pytest.approx([prc.precision(idx) for idx in subsets], abs=0)
+    assert prc.recall_many(subsets) == pytest.approx([prc.recall(idx) for idx in subsets], abs=0)
+    assert fid.fid_many([]).shape == kid.kid_many([]).shape == prc.recall_many([]).shape == (0,)
