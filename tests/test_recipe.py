@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from benchmarks import recipe
-from benchmarks.recipe import Outputs, Recipe, averages, best_cells, eval_points, follow_every_step, render_markdown
+from benchmarks.recipe import Outputs, Recipe, averages, eval_points, follow_every_step  # puts benchmarks/ on sys.path
+from recipe_report import best_cells, render_markdown  # noqa: E402
 from diffbench.ema import EMA
 from tests.test_evaluation import FakeExtractor
 from tests.test_training import config, data, states_equal, trainer
