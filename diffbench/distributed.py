@@ -6,6 +6,7 @@ import os
 import sys
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -60,6 +61,16 @@ def gather_arrays(local: torch.Tensor) -> list[torch.Tensor]:
     parts: list = [None] * dist.get_world_size()
     dist.all_gather_object(parts, local.cpu())
     return parts
+
+
+def gather_interleaved(local: np.ndarray) -> np.ndarray:
+    """Every process's rows of ``items[rank::world_size]``, back in item order, on every process (``local``
+    itself without a process group)."""
+    parts = [part.numpy() for part in gather_arrays(torch.from_numpy(np.ascontiguousarray(local)))]
+    out = np.empty((sum(len(part) for part in parts),) + parts[0].shape[1:], parts[0].dtype)
+    for rank, part in enumerate(parts):
+        out[rank::len(parts)] = part
+    return out
 
 
 def cleanup() -> None:

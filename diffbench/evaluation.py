@@ -144,30 +144,46 @@ class Evaluator:
         self.metrics, self.seed = metrics, seed
         self.suite = SuiteConfig.from_metrics(metrics, seed)
         self.classifier, self.clip = classifier, clip
-        self.seconds: dict[str, float] = {}  # of the last score()
+        self.seconds: dict[str, float] = {}  # of the last extract() and score_features()
 
     def score(self, images: np.ndarray, labels: np.ndarray | None = None) -> dict:
         """Every metric of ``images``; ``labels`` are the classes the samples asked for (None: unguided).
-        ``self.seconds`` then holds the wall time of each part (Inception features, their metrics, the
-        classifier's features and metrics, CLIP)."""
+        ``self.seconds`` then holds the wall time of each part (Inception and classifier features, their
+        metrics, CLIP)."""
+        return self.score_features(self.extract(images), images, labels)
+
+    def extract(self, images: np.ndarray) -> dict:
+        """The per-image features the metrics need: ``{"inception": ..., "classifier": ... or None}``, each
+        ``{"pool": N×D, "logits": N×K or absent}``. Processes may each extract a share of the images
+        (``diffbench.distributed.gather_interleaved`` puts the rows back in order)."""
         clock = PartClock(self.extractor.device)
-        features = clock("inception features", lambda: self.extractor.extract(images, self.metrics["batch_size"]))
+        batch = self.metrics["batch_size"]
+        inception = clock("inception features", lambda: self.extractor.extract(images, batch))
+        scoring = self.classifier
+        classifier = None
+        if scoring is not None and scoring.unavailable is None:
+            classifier = clock("classifier features", lambda: scoring.extractor.extract(images, batch))
+        self.seconds = clock.seconds
+        return {"inception": inception, "classifier": classifier}
+
+    def score_features(self, features: dict, images: np.ndarray, labels: np.ndarray | None = None) -> dict:
+        """Every metric from ``extract``'s features of ``images`` (CLIP reads the images themselves)."""
+        clock = PartClock(self.extractor.device)
         out = clock("inception metrics",
-                    lambda: fidelity_metrics(features, self.reference, self.suite, self.extractor.device))
-        out.update(clock("classifier", lambda: self._classifier_metrics(images, labels)))
+                    lambda: fidelity_metrics(features["inception"], self.reference, self.suite, self.extractor.device))
+        out.update(clock("classifier metrics", lambda: self._classifier_metrics(features["classifier"], labels)))
         clip = self.clip or ClipScoring(unavailable="no CLIP model configured")
         out.update(clock("clip", lambda: clip.score(images, labels)))
-        self.seconds = clock.seconds
+        self.seconds = self.seconds | clock.seconds
         return out
 
-    def _classifier_metrics(self, images: np.ndarray, labels: np.ndarray | None) -> dict:
+    def _classifier_metrics(self, features: dict | None, labels: np.ndarray | None) -> dict:
         scoring = self.classifier
         reason = "no reference classifier" if scoring is None else scoring.unavailable
         out = {"classifier_unavailable": reason, "class_accuracy": None, "class_accuracy_lo": None,
                "class_accuracy_hi": None, "class_accuracy_unavailable": reason}
         if reason is not None:
             return out
-        features = scoring.extractor.extract(images, self.metrics["batch_size"])
         out.update(prefixed(fidelity_metrics(features, scoring.reference, self.suite, scoring.extractor.device),
                             "classifier_"))
         if labels is None:

@@ -18,6 +18,7 @@ from diffbench.generation import generate, load_model
 from diffbench.samplers import make_settings
 from stages.generate import gather_in_seed_order
 from tests.conftest import tiny_unet_config
+from tests.test_evaluation import workdir  # noqa: F401 (the fixture: reference features in a temporary folder)
 from diffbench.unet import UNet
 
 SEEDS = list(range(9))  # odd: ranks hold 5 and 4 images
@@ -127,3 +128,46 @@ def initial_weights() -> dict:
 
     torch.manual_seed(3)
     return UNet(replace(tiny_unet_config(), dropout=0.0)).state_dict()
+
+
+def score_worker(rank: int, world_size: int, port: int, folder: str, out: str) -> None:
+    import json
+    import os
+
+    from stages.score import gather_features
+    from tests.test_evaluation import FakeExtractor, evaluator, scoring, toy_images
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
+                      LOCAL_RANK=str(rank))
+    os.chdir(folder)
+    torch.set_num_threads(1)
+    ctx = distributed.setup("cpu")
+    try:
+        fakes = (FakeExtractor("inception"), FakeExtractor("classifier"))
+        images, labels = toy_images(21, 1)
+        scorer = evaluator(fakes, scoring(fakes))
+        features = gather_features(scorer.extract(images[ctx.rank::ctx.world_size]))  # ranks hold 11 and 10
+        if ctx.is_main:
+            Path(out).write_text(json.dumps(scorer.score_features(features, images, labels)))
+    finally:
+        distributed.cleanup()
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_score_as_one_process(tmp_path, workdir):
+    import json
+
+    from tests.test_evaluation import evaluator, scoring, toy_images
+
+    out = tmp_path / "two.json"
+    mp.spawn(score_worker, args=(2, free_port(), str(tmp_path), str(out)), nprocs=2, join=True)
+    images, labels = toy_images(21, 1)
+    one = evaluator(workdir, scoring(workdir)).score(images, labels)
+    two = json.loads(out.read_text())
+    assert two == json.loads(json.dumps(one))  # every metric and interval, exactly: features are per image
+    assert two["class_accuracy"] == 1.0 and two["fid_lo"] <= two["fid"] <= two["fid_hi"]
+
+
+def test_gathered_rows_come_back_in_item_order_without_a_process_group():
+    rows = np.arange(12).reshape(6, 2)
+    assert np.array_equal(distributed.gather_interleaved(rows), rows)
