@@ -20,6 +20,7 @@ from diffbench.errors import DiffbenchError
 from diffbench.runs import Generation
 
 CODE_PATHS = ("diffbench", "stages")
+SHARED_ENV = "DIFFBENCH_GPU_SHARED_BY"  # set by scripts/gpu_shard.py: how many stage runners share this GPU
 
 
 def _git(*args: str) -> subprocess.CompletedProcess | None:
@@ -44,6 +45,15 @@ def origin() -> dict:
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "shard": os.environ.get("DIFFBENCH_SHARD"),
     }
+
+
+def gpu_shared_by() -> int:
+    """How many stage processes share this GPU (``$DIFFBENCH_GPU_SHARED_BY``; 1 when unset): a sampling time
+    measured beside three other runners is not the speed of the sampler alone."""
+    text = os.environ.get(SHARED_ENV, "1")
+    if not text.isdigit() or int(text) < 1:
+        raise DiffbenchError(f"{SHARED_ENV}={text!r}: must be a whole number >= 1")
+    return int(text)
 
 
 def generation_record(generation: Generation, settings: Any, label: str, nfe: int, nfe_declared: int,

@@ -85,13 +85,15 @@ def record_row(record: RunRecord) -> dict:
         "method": record.label, "nfe": record.nfe, "deterministic": record.deterministic,
         **metric_columns(record.metrics), **_provenance_columns(record.provenance),
         "seconds_per_image": timing["seconds"] * timing.get("world_size", 1) / n if n else None,
+        "gpu_shared_by": timing.get("gpu_shared_by"),
         "device": timing.get("device"), "commit": (origin.get("commit") or "")[:10] or None,
         "date": (origin.get("date") or "")[:10] or None, "shard": origin.get("shard"), "grid": str(record.path.parent / "grid.png"),
     }
 
 
 RECORD_COLUMNS = ("status", "method", "nfe", "deterministic", *metric_columns({}), "n_samples", "reference",
-                  "weights_sha256", "backend", "classifier_accuracy", "seconds_per_image", "device", "commit", "date",
+                  "weights_sha256", "backend", "classifier_accuracy", "seconds_per_image", "gpu_shared_by", "device",
+                  "commit", "date",
                   "shard", "grid")
 
 
@@ -107,7 +109,7 @@ def floor_row(dataset: str) -> dict | None:
             "dataset": dataset, "model": f"{dataset}-{layout.FLOOR_MODEL}", "schedule": None, "run": layout.FLOOR_RUN,
             "method": FLOOR_METHOD, "steps": None, "nfe": None, "guidance_scale": None, "tables": ("floor",),
             "status": "ok", **metric_columns(record["metrics"]), **_provenance_columns(provenance),
-            "device": provenance.get("device"), "deterministic": None, "seconds_per_image": None,
+            "device": provenance.get("device"), "deterministic": None, "seconds_per_image": None, "gpu_shared_by": None,
         }
     except (KeyError, TypeError) as error:
         raise DiffbenchError(f"{path}: not a diffbench floor record (missing {error})") from None

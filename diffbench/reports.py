@@ -108,6 +108,21 @@ def interval_cells(rows: pd.DataFrame, key: str, candidates: pd.Series | None = 
     return pd.Series({index: cell(index) for index in rows.index}, dtype=object)
 
 
+def sharing_line(frame: pd.DataFrame) -> str | None:
+    """What ms/image measured: wall time × GPUs ÷ images, and how many stage runners shared the GPU (None
+    when no row has a time)."""
+    if not frame["seconds_per_image"].notna().any():
+        return None
+    shared = frame["gpu_shared_by"] if "gpu_shared_by" in frame else pd.Series(dtype=object)
+    counts = sorted({int(v) for v in shared.dropna()})
+    unknown = int(frame["seconds_per_image"].notna().sum() - shared.notna().sum())
+    parts = [f"{count} stage runner(s) sharing the GPU" for count in counts]
+    if unknown > 0:
+        parts.append(f"sharing not recorded for {unknown} row(s) (records before it was)")
+    return ("- ms/image: the generate stage's wall time × GPUs ÷ images, measured with " + "; ".join(parts)
+            + ": compare it between rows measured alike")
+
+
 def _provenance_lines(frame: pd.DataFrame, dataset: str) -> list[str]:
     lines = [
         f"- dataset: **{dataset}**; reference: {', '.join(sorted(frame['reference'].dropna().unique()))}",
@@ -122,6 +137,7 @@ def _provenance_lines(frame: pd.DataFrame, dataset: str) -> list[str]:
         f"- **bold**: the best row of a column (real data excluded); {TIE}: its interval overlaps the best's "
         "(not significantly different)",
     ]
+    lines += [line for line in [sharing_line(frame)] if line]
     accuracy = frame["classifier_accuracy"].dropna()
     if len(accuracy):
         lines.append(f"- reference classifier: test accuracy {accuracy.iloc[0]:.4f}")

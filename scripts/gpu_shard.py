@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from diffbench.config import load_params  # noqa: E402
+from diffbench.records import SHARED_ENV  # noqa: E402
 from diffbench.plan import check_plan, long_poles_first, shard_groups  # noqa: E402
 
 LOGS = Path("shard-logs")
@@ -78,10 +79,10 @@ def stage_command(stage: str) -> str:
         return repo.stage.collect(stage)[0].cmd
 
 
-def launch(args: list[str] | str, log: Path) -> subprocess.Popen:
+def launch(args: list[str] | str, log: Path, env: dict | None = None) -> subprocess.Popen:
     """A command in its own process group (so a deadline stops it and every process it started)."""
     return subprocess.Popen(args, shell=isinstance(args, str), stdout=open(log, "a"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
+                            start_new_session=True, env=None if env is None else os.environ | env)
 
 
 def finish(process: subprocess.Popen, deadline: float) -> int:
@@ -141,7 +142,7 @@ def runners(stages: list[str], count: int, deadline: float) -> int:
         done.unlink(missing_ok=True)
         command = [sys.executable, "-m", "diffbench.stage_runner", "--done", str(done), "--claims", str(claims),
                    *stages]
-        workers[number] = (launch(command, LOGS / f"runner-{number}.log"), done)
+        workers[number] = (launch(command, LOGS / f"runner-{number}.log", {SHARED_ENV: str(count)}), done)
     recorded: list[str] = []
 
     def record_finished() -> None:

@@ -27,7 +27,7 @@ from diffbench.flops import forward_flops, utilisation
 from diffbench.guidance import passes_per_evaluation
 from diffbench.noisy_classifier import load_noisy_classifier
 from diffbench.plan import PLAN_COMMAND, load_stage_params
-from diffbench.records import generation_record
+from diffbench.records import generation_record, gpu_shared_by
 from diffbench.runs import Generation
 from diffbench.sample_chunks import ChunkStore, signature
 
@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = params.sampler_settings(generation.setting)
     sampling = params.section("sampling")
     model_path = layout.model_dir(generation.model.name) / "model.pt"
+    shared_by = gpu_shared_by()  # fails fast on a bad value
     distributed.relaunch_with_torchrun("stages.generate", sys.argv[1:] if argv is None else argv)
 
     ctx = distributed.setup(os.environ.get("DIFFBENCH_DEVICE"))
@@ -112,7 +113,8 @@ def main(argv: list[str] | None = None) -> None:
         timing={"seconds": seconds, "images_per_second": rate,
                 "world_size": ctx.world_size, "device": device, "batch_size": sampling["batch_size"],
                 "bf16": sampling["bf16"] and ctx.device.type == "cuda", "compile": sampling["compile"],
-                "resumed_images": resumed}   # loaded from an interrupted run's batches; seconds time the rest
+                "resumed_images": resumed,   # loaded from an interrupted run's batches; seconds time the rest
+                "gpu_shared_by": shared_by}
         | utilisation(rate, forward_flops(model.net.config), device, passes),
         model={"sha256": model_sha256, "step": model.file.get("step")},
         environment=environment(), classifier_guidance=guide_record,

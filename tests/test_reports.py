@@ -131,3 +131,15 @@ def test_a_profile_without_any_record_lists_every_run_as_missing(tmp_path, monke
     assert f"**missing** ({len(p.plan.generations)} planned runs without a record)" in index
     assert "No run of this dataset has a record yet" in index
     assert json.loads((tmp_path / "reports" / "summary.json").read_text()) == {}
+
+
+def test_ms_per_image_says_how_many_runners_shared_the_gpu():
+    import pandas as pd
+
+    from diffbench.reports import sharing_line
+
+    frame = pd.DataFrame({"seconds_per_image": [0.01, 0.02, None, 0.03], "gpu_shared_by": [4, 1, None, None]})
+    line = sharing_line(frame)
+    assert "1 stage runner(s) sharing the GPU; 4 stage runner(s)" in line
+    assert "sharing not recorded for 1 row(s)" in line  # the untimed row (real data) is not counted
+    assert sharing_line(pd.DataFrame({"seconds_per_image": [None], "gpu_shared_by": [None]})) is None

@@ -128,3 +128,16 @@ def test_stages_with_missing_files_are_stale_without_asking_dvc(tmp_path, monkey
     assert gpu_shard.stale(["a", "b", "c"]) == ["a", "c"]  # c: never locked; b: dvc status calls it current
     assert asked == [["b"]]  # only the stage whose files are all here is asked about
     assert gpu_shard.stale(["a", "c"]) == ["a", "c"] and asked == [["b"]]
+
+
+def test_a_runners_stages_record_how_many_share_the_gpu(monkeypatch):
+    from diffbench.errors import DiffbenchError
+    from diffbench.records import SHARED_ENV, gpu_shared_by
+
+    monkeypatch.delenv(SHARED_ENV, raising=False)
+    assert gpu_shared_by() == 1
+    monkeypatch.setenv(SHARED_ENV, "4")
+    assert gpu_shared_by() == 4
+    monkeypatch.setenv(SHARED_ENV, "0")
+    with pytest.raises(DiffbenchError, match="DIFFBENCH_GPU_SHARED_BY='0': must be a whole number >= 1"):
+        gpu_shared_by()
