@@ -30,6 +30,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def join_group(rank: int, world_size: int, port: int) -> distributed.Context:
+    """This spawned process as rank ``rank`` of a gloo group on localhost, as torchrun would set it up."""
+    import os
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    return distributed.setup("cpu")
+
+
 def model_file(path: Path) -> Path:
     torch.manual_seed(0)
     net = UNet(tiny_unet_config())
@@ -42,12 +52,7 @@ def model_file(path: Path) -> Path:
 
 
 def worker(rank: int, world_size: int, port: int, model: str, out: str) -> None:
-    import os
-
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
-                      LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
-    ctx = distributed.setup("cpu")
+    ctx = join_group(rank, world_size, port)
     try:
         loaded = load_model(model, ctx.device)
         settings = make_settings("ddpm", {})
@@ -74,16 +79,7 @@ def test_two_gloo_processes_make_the_one_process_sample_set(tmp_path):
 
 
 def train_worker(rank: int, world_size: int, port: int, out: str) -> None:
-    import os
-
-    from tests.test_training import config, data
-    from diffbench.diffusion import NoiseSchedule
-    from diffbench.training import Trainer, run_signature
-
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
-                      LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
-    ctx = distributed.setup("cpu")
+    ctx = join_group(rank, world_size, port)
     try:
         trained = two_step_trainer(ctx)
         if ctx.is_main:
@@ -137,11 +133,8 @@ def score_worker(rank: int, world_size: int, port: int, folder: str, out: str) -
     from stages.score import gather_features
     from tests.test_evaluation import FakeExtractor, evaluator, scoring, toy_images
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
-                      LOCAL_RANK=str(rank))
     os.chdir(folder)
-    torch.set_num_threads(1)
-    ctx = distributed.setup("cpu")
+    ctx = join_group(rank, world_size, port)
     try:
         fakes = (FakeExtractor("inception"), FakeExtractor("classifier"))
         images, labels = toy_images(21, 1)
