@@ -22,13 +22,18 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def seconds_of(fn: Callable[[], object], device: torch.device) -> float:
-    """Wall seconds of one call of ``fn``, with the device synchronised before and after."""
+def result_and_seconds(fn: Callable[[], object], device: torch.device) -> tuple[object, float]:
+    """(result, wall seconds) of one call of ``fn``, with the device synchronised before and after."""
     synchronize(device)
     start = time.perf_counter()
-    fn()
+    out = fn()
     synchronize(device)
-    return time.perf_counter() - start
+    return out, time.perf_counter() - start
+
+
+def seconds_of(fn: Callable[[], object], device: torch.device) -> float:
+    """Wall seconds of one call of ``fn``, with the device synchronised before and after."""
+    return result_and_seconds(fn, device)[1]
 
 
 def timed(fn: Callable[[], object], warmup: int, iters: int, device: torch.device) -> float:

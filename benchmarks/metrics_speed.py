@@ -16,28 +16,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
-from collections.abc import Callable
 
 import numpy as np
 import torch
 
+from bench_common import result_and_seconds
 from diffbench.data import load_split
 from diffbench.metrics.fast import FidStatistic, KidStatistic, PrecisionRecallStatistic, reference_statistics
 from diffbench.metrics.fidelity import fid_from_features, kid_from_features
 from diffbench.metrics.inception import load_inception
 from diffbench.metrics.suite import SuiteConfig, fidelity_metrics
-
-
-def timed(fn: Callable, device: torch.device):
-    """(result, seconds) of fn(), synchronising the GPU around it."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    out = fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return out, time.perf_counter() - start
 
 
 def tile(images: np.ndarray, n: int) -> np.ndarray:
@@ -70,7 +58,7 @@ def clip_embedding_rate(images: np.ndarray, device: torch.device, batch: int) ->
             for start in range(0, len(images), batch):
                 scorer.model.encode_image(scorer.preprocess(images[start:start + batch]), normalize=True)
 
-    _, seconds = timed(run, device)
+    _, seconds = result_and_seconds(run, device)
     return len(images) / seconds
 
 
@@ -85,26 +73,26 @@ def measure(train: str, test: str, n: int = 50000, n_ref: int = 10000, batch: in
     extractor.extract(gen_images[:batch], batch)  # warm-up (cuDNN autotune, allocations)
 
     t: dict[str, float] = {}
-    ref, t["reference features (once, cached)"] = timed(lambda: extractor.extract(ref_images, batch), device)
-    gen, t["Inception features"] = timed(lambda: extractor.extract(gen_images, batch), device)
+    ref, t["reference features (once, cached)"] = result_and_seconds(lambda: extractor.extract(ref_images, batch), device)
+    gen, t["Inception features"] = result_and_seconds(lambda: extractor.extract(gen_images, batch), device)
     g, r = gen["pool"], ref["pool"]
     stats_ref = reference_statistics(r)
-    fid, t["FID (diffbench)"] = timed(lambda: FidStatistic(g, *stats_ref, device=device).fid(), device)
-    kid, t["KID (diffbench)"] = timed(lambda: KidStatistic(g, r, 1000, 100, device=device).kid(), device)
-    prc_stat, t["precision/recall (diffbench)"] = timed(lambda: PrecisionRecallStatistic(g, r, 3, device), device)
+    fid, t["FID (diffbench)"] = result_and_seconds(lambda: FidStatistic(g, *stats_ref, device=device).fid(), device)
+    kid, t["KID (diffbench)"] = result_and_seconds(lambda: KidStatistic(g, r, 1000, 100, device=device).kid(), device)
+    prc_stat, t["precision/recall (diffbench)"] = result_and_seconds(lambda: PrecisionRecallStatistic(g, r, 3, device), device)
     prc = (prc_stat.precision(), prc_stat.recall())
-    t["precision/recall (diffbench)"] += timed(prc_stat.recall, device)[1]
-    tf_fid, t["FID (torch-fidelity)"] = timed(lambda: fid_from_features(g, r), device)
-    tf_kid, t["KID (torch-fidelity)"] = timed(lambda: kid_from_features(g, r, 1000, 100), device)
-    tf_prc, t["precision/recall (torch-fidelity)"] = timed(lambda: torch_fidelity_prc(g, r, 3, device), device)
+    t["precision/recall (diffbench)"] += result_and_seconds(prc_stat.recall, device)[1]
+    tf_fid, t["FID (torch-fidelity)"] = result_and_seconds(lambda: fid_from_features(g, r), device)
+    tf_kid, t["KID (torch-fidelity)"] = result_and_seconds(lambda: kid_from_features(g, r, 1000, 100), device)
+    tf_prc, t["precision/recall (torch-fidelity)"] = result_and_seconds(lambda: torch_fidelity_prc(g, r, 3, device), device)
     config = SuiteConfig(kid_subset_size=1000, kid_subsets=100, prc_k=3, resamples=resamples)
-    suite, t[f"full suite with intervals (B={resamples})"] = timed(
+    suite, t[f"full suite with intervals (B={resamples})"] = result_and_seconds(
         lambda: fidelity_metrics(gen, ref, config, device), device)
     if classifier:
         from diffbench.classifier_features import load_classifier
 
         clf = load_classifier(classifier, device)
-        _, t["classifier features"] = timed(lambda: clf.extract(gen_images, batch), device)
+        _, t["classifier features"] = result_and_seconds(lambda: clf.extract(gen_images, batch), device)
     clip_rate = clip_embedding_rate(gen_images[:10000], device, batch)
 
     ours = t["Inception features"] + t["FID (diffbench)"] + t["KID (diffbench)"] + t["precision/recall (diffbench)"]

@@ -23,7 +23,7 @@ from diffbench.config import Params
 from diffbench.diffusion import NoiseSchedule
 from diffbench.flops import forward_flops, utilisation
 from diffbench.generation import LoadedModel, generate, prepare_model, sample_batch
-from diffbench.guidance import passes_per_evaluation
+from diffbench.runs import passes_per_evaluation
 from diffbench.unet import UNet, UNetConfig
 from kernel_profile import profile_calls
 

@@ -23,12 +23,6 @@ def check_scale(scale: float | None, where: str = "guidance.scales") -> None:
         raise ParamsError(f"{where}: a guidance scale must be a number >= 0 or 'none', got {scale!r}")
 
 
-def passes_per_evaluation(scale: float | None) -> int:
-    """U-Net passes per image in one evaluation of a conditional model: 2 for a guided pair (conditional and
-    unconditional in one batched call), 1 unguided (None) or plain conditional (1)."""
-    return 1 if scale is None or scale == 1 else 2
-
-
 def guided_eps(
     model: torch.nn.Module, labels: torch.Tensor | None, scale: float | None, null_label: int
 ) -> EpsFn:

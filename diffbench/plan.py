@@ -16,6 +16,7 @@ import yaml
 from diffbench import atomic
 from diffbench.config import Params, load_params
 from diffbench.errors import ParamsError
+from diffbench.runs import passes_per_evaluation
 
 HEADER = ("# Generated from params.yaml by `python -m diffbench plan`; dvc.yaml reads it (vars). Do not edit:\n"
           "# change params.yaml and rerun that command.\n")
@@ -78,7 +79,7 @@ def _shard_models(params: Params, shard: str) -> list:
 
 def _generation_cost(generation) -> float:
     """Network passes for the whole sample set: what orders a shard's generations, cheapest first."""
-    passes = 2 if generation.guidance is not None and generation.guidance != 1 else 1
+    passes = passes_per_evaluation(generation.guidance)
     passes += 2 * (generation.classifier_scale is not None)  # the classifier's forward and backward
     return generation.n_samples * generation.steps * passes
 

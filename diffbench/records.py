@@ -17,7 +17,7 @@ from typing import Any
 
 from diffbench.cli import read_json
 from diffbench.errors import DiffbenchError
-from diffbench.runs import Generation
+from diffbench.runs import Generation, passes_per_evaluation
 
 CODE_PATHS = ("diffbench", "stages")
 SHARED_ENV = "DIFFBENCH_GPU_SHARED_BY"  # set by scripts/gpu_shard.py: how many stage runners share this GPU
@@ -61,14 +61,13 @@ def generation_record(generation: Generation, settings: Any, label: str, nfe: in
                       classifier_guidance: dict | None = None) -> dict:
     """generation.json: the sample set and everything that produced it (``classifier_guidance``: the scale,
     the noisy classifier's hash and its backward passes per network evaluation, for a classifier-guided run)."""
-    guided_pair = generation.guidance is not None and generation.guidance != 1
     return {
         "dataset": generation.model.dataset, "model": generation.model.name, "schedule": generation.model.schedule,
         "run": generation.run,
         "sampler": {"setting": generation.setting, "kind": generation.kind, "label": label, "steps": generation.steps,
                     "settings": dataclasses.asdict(settings), "nfe": nfe, "nfe_declared": nfe_declared},
         "guidance_scale": generation.guidance, "classifier_guidance": classifier_guidance,
-        "network_passes_per_image": nfe * (2 if guided_pair else 1),
+        "network_passes_per_image": nfe * passes_per_evaluation(generation.guidance),
         "n_samples": generation.n_samples, "seeds": f"0-{generation.n_samples - 1}",
         "deterministic": deterministic, "timing": timing, "model_file": model,
         "origin": origin(), "environment": environment,

@@ -44,6 +44,12 @@ def scale_text(scale: float | None) -> str:
     return f"{scale:g}"
 
 
+def passes_per_evaluation(scale: float | None) -> int:
+    """U-Net passes per image in one evaluation of a conditional model: 2 for a guided pair (conditional and
+    unconditional in one batched call), 1 unguided (None) or plain conditional (1)."""
+    return 1 if scale is None or scale == 1 else 2
+
+
 def parse_scale(value: Any, where: str) -> float | None:
     """A scale from params or the command line: 'none'/null → None (unguided), else a finite number ≥ 0."""
     if value is None or (isinstance(value, str) and value.strip().lower() == "none"):

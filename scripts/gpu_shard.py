@@ -32,13 +32,12 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from diffbench.config import load_params  # noqa: E402
 from diffbench.records import SHARED_ENV  # noqa: E402
+from diffbench.staleness import Lock  # noqa: E402
 from diffbench.plan import check_plan, long_poles_first, shard_groups  # noqa: E402
 
 LOGS = Path("shard-logs")
@@ -51,18 +50,13 @@ def stale(stages: list[str]) -> list[str]:
     """The stages that must run: those dvc.lock lacks or whose locked deps or outs are missing here (all of
     them on a bare machine, found in milliseconds), and those `dvc status` does not call current. `dvc
     status` of the MNIST shard's 87 table stages on a bare machine ran for over 2 minutes in the third lease."""
-    surely = set(missing_files(stages, read_lock()))
+    surely = set(missing_files(stages, Lock(".").stages))
     rest = [stage for stage in stages if stage not in surely]
     if rest:
         out = subprocess.run(["dvc", "status", "--json", *rest], capture_output=True, text=True)
         report = json.loads(out.stdout or "{}") if out.returncode == 0 else {s: "unknown" for s in rest}
         surely.update(s for s in rest if s in report or any(k.endswith(":" + s) for k in report))
     return [stage for stage in stages if stage in surely]
-
-
-def read_lock(path: Path = Path("dvc.lock")) -> dict:
-    """The stages of dvc.lock by name (empty when there is none)."""
-    return (yaml.safe_load(path.read_text()) or {}).get("stages", {}) if path.is_file() else {}
 
 
 def missing_files(stages: list[str], lock: dict) -> list[str]:

@@ -24,11 +24,10 @@ from diffbench.generation import ClassifierGuide, LoadedModel, class_labels, gen
 from diffbench.hashing import sha256_file
 from diffbench.errors import DiffbenchError, ParamsError
 from diffbench.flops import forward_flops, utilisation
-from diffbench.guidance import passes_per_evaluation
 from diffbench.noisy_classifier import load_noisy_classifier
 from diffbench.plan import PLAN_COMMAND, load_stage_params
 from diffbench.records import generation_record, gpu_shared_by
-from diffbench.runs import Generation
+from diffbench.runs import Generation, passes_per_evaluation
 from diffbench.sample_chunks import ChunkStore, signature
 
 

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from diffbench.errors import ParamsError
-from diffbench.guidance import guided_eps, passes_per_evaluation
+from diffbench.guidance import guided_eps
+from diffbench.runs import passes_per_evaluation
 
 
 class Recorder(torch.nn.Module):

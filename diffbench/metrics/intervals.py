@@ -63,9 +63,7 @@ def half_sample_interval(
     statistic: Callable[[np.ndarray | None], float], n: int, subsets: list[np.ndarray], level: float = 0.95
 ) -> tuple[float, float, float]:
     """(point, lo, hi): ``statistic(None)`` on all n samples, the interval from ``statistic(idx)`` per subset."""
-    point = statistic(None)
-    lo, hi = jackknife_interval(point, np.array([statistic(idx) for idx in subsets]), n, level)
-    return point, lo, hi
+    return batched_interval(statistic(None), np.array([statistic(idx) for idx in subsets]), n, level)
 
 
 def batched_interval(point: float, values: np.ndarray, n: int, level: float = 0.95) -> tuple[float, float, float]:

@@ -4,7 +4,8 @@ FID, KID, precision/recall (any features: Inception pool features, a reference c
 penultimate features) and Inception Score (any logits) against fixed reference features. Points use
 the device implementations of :mod:`diffbench.metrics.fast` (equal to torch-fidelity's, tested);
 intervals come from the half-sample jackknife of :mod:`diffbench.metrics.intervals`, every metric on
-the same B halves, each metric's B values computed on the device and brought to the host at once. A metric ``m`` comes with ``m_lo`` and ``m_hi``.
+the same B halves, each metric's B values computed on the device and brought to the host at once. A
+metric ``m`` comes with ``m_lo`` and ``m_hi``.
 """
 
 from __future__ import annotations
