@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Issue 9's throughput table and issue 10's recipe comparison in one GPU lease, from a bare machine.
+# Usage: scripts/gpu-benchmarks.sh OUT_DIR [END_EPOCH]
+# Needs torch-fidelity (and diffusers, for its comparison rows) importable, DIFFBENCH_DATA_DIR and
+# DIFFBENCH_INCEPTION_WEIGHTS as in the README's "Offline use", and DIFFBENCH_COMMIT where this copy has
+# no git history. Runs, one after the other (timings never share the GPU):
+#   1. prepare cifar10-jpeg and mnist (the metric part times the cifar10-jpeg splits);
+#   2. benchmarks/throughput.py --parts training --profile;
+#   3. benchmarks/throughput.py --parts sampling,metrics --profile;
+#   4. both merged into OUT_DIR/performance.{json,md};
+#   5. benchmarks/recipe.py (issue 10's command), cut at END_EPOCH (seconds since 1970; default: 570 s
+#      after it starts): it rewrites its JSON, table and plot after every evaluation point, so a cut run
+#      keeps what it measured.
+set -uo pipefail
+out=${1:?usage: scripts/gpu-benchmarks.sh OUT_DIR [END_EPOCH]}; end_epoch=${2:-}
+cd "$(dirname "$0")/.."
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1 TORCHINDUCTOR_CACHE_DIR=${TORCHINDUCTOR_CACHE_DIR:-$PWD/.inductor-cache}
+if git rev-parse --git-dir >/dev/null 2>&1; then
+  export DIFFBENCH_COMMIT=${DIFFBENCH_COMMIT:-$(git rev-parse HEAD)}
+fi
+: "${DIFFBENCH_COMMIT:?set DIFFBENCH_COMMIT: this copy has no git history}"
+stamp() { echo "== $* at $(date -u +%FT%TZ)"; }
+nvidia-smi --query-gpu=name,memory.total --format=csv
+stamp "benchmarks of commit $DIFFBENCH_COMMIT started"
+for dataset in cifar10-jpeg mnist; do python -m stages.prepare "$dataset" || exit 2; done
+stamp "training part"
+python benchmarks/throughput.py --parts training --profile --out "$out/training.json"
+stamp "sampling and metrics parts"
+python benchmarks/throughput.py --parts sampling,metrics --profile --metrics-train data/cifar10-jpeg/train.npz \
+  --metrics-test data/cifar10-jpeg/test.npz --out "$out/sampling.json"
+parts=(); for f in "$out/training.json" "$out/sampling.json"; do [[ -f $f ]] && parts+=("$f"); done
+[[ ${#parts[@]} -gt 0 ]] && python benchmarks/throughput.py --from-json "${parts[@]}" \
+  --out "$out/performance.json" --markdown "$out/performance.md"
+recipe_seconds=570
+[[ -n $end_epoch ]] && recipe_seconds=$(( end_epoch - $(date +%s) < 570 ? end_epoch - $(date +%s) : 570 ))
+stamp "recipe comparison (at most $recipe_seconds s)"
+timeout "$recipe_seconds" python benchmarks/recipe.py --dataset mnist --schedule cosine --side-by-side \
+  --recipes "lr=1e-3,batch=512" "lr=2e-4,batch=512" "lr=1e-3,batch=256" --ema 0.99 0.995 0.999 \
+  --images 1228800 --eval-every 409600 --n 2000 --steps 50 --out "$out/recipe_mnist.json"
+stamp "benchmarks ended (recipe exit $?)"
