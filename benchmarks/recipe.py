@@ -205,6 +205,8 @@ def check_device(text: str) -> torch.device:
         raise DiffbenchError(f"--device: {text!r} is not a torch device (cpu, cuda, cuda:0, ...)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise DiffbenchError(f"--device: {text} asked for, but torch sees no GPU")
+    if device.type == "cuda" and device.index is None:  # torch.cuda.set_device needs an index
+        device = torch.device("cuda", torch.cuda.current_device())
     return device
 
 
@@ -538,6 +540,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="results JSON (default: reports/recipe_<dataset>.json)")
     p.add_argument("--markdown", default=None, help="table (default: --out as .md; 'none': skip)")
     p.add_argument("--plot", default=None, help="PNG (default: plots/<--out name>.png beside --out; 'none': skip)")
+    p.add_argument("--render", metavar="JSON", help="only rewrite the table and plot of an earlier --out file")
     p.add_argument("--part", type=int, default=None, help=argparse.SUPPRESS)  # a side-by-side child's recipe
     return p
 
@@ -557,6 +560,11 @@ def output_paths(args: argparse.Namespace) -> Outputs:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)
+    if args.render:
+        record = read_json(Path(args.render))
+        output_paths(argparse.Namespace(**(vars(args) | {"out": args.render}))).write(record)
+        print(chosen(record).replace("**", ""), flush=True)
+        return
     params = load_params(args.params)
     plan = make_plan(args, params)
     outputs, cache = output_paths(args), Path(args.cache)

@@ -66,6 +66,28 @@ def chosen(record: dict) -> str:
             f"{best['fid']:.2f} [{best['fid_lo']:.2f}, {best['fid_hi']:.2f}] (n={best['n']}).")
 
 
+def at_equal_time(record: dict) -> str | None:
+    """The verdict for a time budget: each recipe's best average when the fastest recipe finished its images,
+    a slower recipe at its first evaluation point past that time (which favours it). None until every
+    average of every recipe has finished."""
+    final = [r for r in record["rows"] if r["images"] == record["images"]]
+    if len(final) < len(record["recipes"]) * len(record["ema_decays"]) or len(record["recipes"]) < 2:
+        return None
+    finals = {r["recipe"]: r["train_seconds"] for r in final}
+    budget = min(finals.values())
+    best = []
+    for name in finals:
+        rows = [r for r in record["rows"] if r["recipe"] == name and r["train_seconds"] >= budget - 1e-9]
+        point = min(r["images"] for r in rows)
+        best.append(min((r for r in rows if r["images"] == point), key=lambda r: r["fid"]))
+    best.sort(key=lambda r: r["fid"])
+    cells = "; ".join(f"{r['recipe']}, EMA {r['ema']:g}: {r['fid']:.2f} [{r['fid_lo']:.2f}, {r['fid_hi']:.2f}] at "
+                      f"{images_label(r['images'])} images, {r['train_seconds']:.0f} s" for r in best)
+    return (f"At equal training time ({budget:.0f} s, when the fastest recipe had seen all its images; a slower "
+            f"recipe at its first evaluation point past that, which favours it): **{best[0]['recipe']}, EMA "
+            f"{best[0]['ema']:g}** leads. {cells}.")
+
+
 def render_markdown(record: dict) -> str:
     """Rows recipe x EMA, a column per evaluation point (FID [95% interval]); the best of each column bold."""
     rows = {(r["recipe"], r["ema"], r["images"]): r for r in record["rows"]}
@@ -88,7 +110,9 @@ def render_markdown(record: dict) -> str:
         for decay in record["ema_decays"]:
             cells = [cell(rows.get((recipe["name"], decay, p)), (recipe["name"], decay, p) in best) for p in points]
             lines.append(f"| {recipe['name']} | {ema_label(decay, recipe.get('steps'))} | " + " | ".join(cells) + " |")
-    lines += ["", chosen(record), "", *speed_lines(record), "", f"Command: `{env['command']}`", ""]
+    timed = at_equal_time(record)
+    lines += ["", chosen(record), *(["", timed] if timed else []), "", *speed_lines(record), "",
+              f"Command: `{env['command']}`", ""]
     return "\n".join(lines)
 
 

@@ -261,7 +261,8 @@ def merged(paths: list[str]) -> dict:
     """Results of several --out files in one: each part from the last file that has it, the first header."""
     files = [json.loads(Path(path).read_text()) for path in paths]
     out = {key: value for results in files for key, value in results.items()}
-    out["header"] = files[0]["header"]
+    commands = dict.fromkeys(results["header"]["command"] for results in files)  # each run's, in order
+    out["header"] = files[0]["header"] | {"command": "; ".join(commands)}
     out["profile"] = {k: v for results in files for k, v in (results.get("profile") or {}).items()}
     return out
 

@@ -15,6 +15,7 @@ set -uo pipefail
 out=${1:?usage: scripts/gpu-benchmarks.sh OUT_DIR [END_EPOCH]}; end_epoch=${2:-}
 cd "$(dirname "$0")/.."
 mkdir -p "$out"
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}  # the benchmarks import diffbench from this checkout
 export PYTHONUNBUFFERED=1 TORCHINDUCTOR_CACHE_DIR=${TORCHINDUCTOR_CACHE_DIR:-$PWD/.inductor-cache}
 if git rev-parse --git-dir >/dev/null 2>&1; then
   export DIFFBENCH_COMMIT=${DIFFBENCH_COMMIT:-$(git rev-parse HEAD)}

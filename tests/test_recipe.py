@@ -10,7 +10,7 @@ import yaml
 
 from benchmarks import recipe
 from benchmarks.recipe import Outputs, Recipe, averages, eval_points, follow_every_step  # puts benchmarks/ on sys.path
-from recipe_report import best_cells, render_markdown  # noqa: E402
+from recipe_report import at_equal_time, best_cells, render_markdown  # noqa: E402
 from diffbench.ema import EMA
 from tests.test_evaluation import FakeExtractor
 from tests.test_training import config, data, states_equal, trainer
@@ -152,6 +152,37 @@ def test_markdown_has_a_row_per_recipe_and_ema_and_bolds_each_columns_best():
     assert "Chosen: none yet" in render_markdown(record)
     record["rows"][0]["fid"] = 25.0  # a tie: both bold
     assert best_cells(record["rows"]) == {("a", 0.9, 10), ("a", 0.99, 10)}
+
+
+def test_equal_time_verdict_gives_a_slower_recipe_its_first_point_past_the_fastest_ones_time():
+    record = hand_made_record()
+    assert at_equal_time(record) is None  # b's EMA 0.99 has not got to 20 images
+    record["rows"].append(record["rows"][-1] | {"ema": 0.99, "fid": 11.6})
+    for row in record["rows"]:  # a (batch 256, say) is slower: 3 s per point; b 2 s
+        row["train_seconds"] = {"a": 3.0, "b": 2.0}[row["recipe"]] * row["images"] / 10
+    # b finished at 4 s; a at its first point at or past 4 s (its last, 6 s): 12.00 against b's 11.50
+    verdict = at_equal_time(record)
+    assert verdict.startswith("At equal training time (4 s") and "**b, EMA 0.9** leads" in verdict
+    assert "a, EMA 0.9: 12.00 [11.00, 13.00] at 20 images, 6 s" in verdict
+    for row in record["rows"]:
+        row["train_seconds"] = {"a": 1.5, "b": 2.0}[row["recipe"]] * row["images"] / 10
+    # now a finished first (3 s): b at its first point past 3 s (20 images, 4 s) still leads with 11.50
+    assert "At equal training time (3 s" in at_equal_time(record)
+    assert "a, EMA 0.9: 12.00 [11.00, 13.00] at 20 images, 3 s" in at_equal_time(record)
+
+
+def test_cuda_without_an_index_means_the_current_device(monkeypatch):
+    monkeypatch.setattr(recipe.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(recipe.torch.cuda, "current_device", lambda: 3)
+    assert recipe.check_device("cuda") == recipe.torch.device("cuda", 3)  # torch.cuda.set_device("cuda") raises
+    assert recipe.check_device("cuda:1") == recipe.torch.device("cuda", 1)
+
+
+def test_render_rewrites_table_and_plot_from_a_json(tmp_path):
+    record = hand_made_record()
+    (tmp_path / "r.json").write_text(json.dumps(record))
+    recipe.main(["--render", str(tmp_path / "r.json")])
+    assert "| a | 0.9 |" in (tmp_path / "r.md").read_text() and (tmp_path / "plots" / "r.png").is_file()
 
 
 def test_side_by_side_rows_merge_in_table_order(tmp_path):

@@ -97,11 +97,13 @@ def test_from_json_merges_parts_of_several_runs(smoke, tmp_path):
     results, _ = smoke
     first, second = tmp_path / "a.json", tmp_path / "b.json"
     first.write_text(json.dumps({k: results[k] for k in ("header", "training")}))
-    second.write_text(json.dumps({k: results[k] for k in ("header", "sampling", "profile")}))
+    second_header = results["header"] | {"command": "python benchmarks/throughput.py --parts sampling"}
+    second.write_text(json.dumps({"header": second_header} | {k: results[k] for k in ("sampling", "profile")}))
     throughput.main(["--from-json", str(first), str(second), "--markdown", str(tmp_path / "p.md")])
     merged = throughput.merged([str(first), str(second)])
     assert merged["training"] == results["training"] and merged["sampling"] == results["sampling"]
     assert performance_report.render(merged) == (tmp_path / "p.md").read_text()
+    assert merged["header"]["command"] == f"{results['header']['command']}; {second_header['command']}"
 
 
 @pytest.mark.parametrize("name, expected", [
