@@ -36,6 +36,7 @@ TRAINING_KEYS = {
     "grad_clip": float, "ema_decay": float, "p_uncond": float, "hflip": bool, "checkpoint_every": int,
     "log_every": int, "compile": bool, "bf16": bool, "channels_last": bool,
 }
+TRAINING_OPTIONAL = ("chosen_by",)  # text for the model card: where lr, batch and EMA length come from
 SAMPLING_KEYS = {"n_samples": int, "batch_size": int, "bf16": bool, "compile": bool, "determinism_images": int,
                  "n_samples_per_setting": dict}
 METRICS_KEYS = {
@@ -203,8 +204,10 @@ class Params:
                 if name not in self.raw[section]:
                     raise ParamsError(f"datasets.{name}: no {section}.{name} (every dataset needs one)")
             self._validate_architecture(name)
-            typed_section(self.raw["training"][name], TRAINING_KEYS, f"training.{name}")
+            typed_section(self.raw["training"][name], TRAINING_KEYS, f"training.{name}", untyped=TRAINING_OPTIONAL)
             training = self.raw["training"][name]
+            if not isinstance(training.get("chosen_by", ""), str):
+                raise ParamsError(f"training.{name}.chosen_by: must be a text, got {training['chosen_by']!r}")
             if not 0 <= training["p_uncond"] <= 1:
                 raise ParamsError(f"training.{name}.p_uncond: must be in [0, 1], got {training['p_uncond']}")
             if not 0 <= training["ema_decay"] < 1:

@@ -34,6 +34,7 @@ def render(record: dict) -> str:
         f"| EMA | decay {train['ema_decay']} with warm-up: decay_n = {recipe['ema_warmup']}; "
         f"averages ≈ {recipe['ema_length_steps']:,.0f} steps ({recipe['ema_length_steps'] * train['batch_size']:,.0f} images) "
         f"once warmed up; sampling uses the EMA weights |",
+        *([f"| recipe chosen by | {recipe['chosen_by']} |"] if recipe.get("chosen_by") else []),
         f"| precision | {recipe['precision']}, torch.compile={train['compile']}, channels_last={train['channels_last']} |",
         f"| final loss | {'—' if final_loss is None else f'{final_loss:.4f}'} (mean over the last log interval) |",
         f"| seed | {record['seed']} |",

@@ -24,6 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from diffbench import distributed
 from diffbench.checkpoint import MODEL_FORMAT, load_file, save_atomic
+from diffbench.config import TRAINING_OPTIONAL
 from diffbench.diffusion import NoiseSchedule, simple_loss, to_model_space  # noqa: F401  (re-exported)
 from diffbench.ema import EMA, WARMUP_RULE
 from diffbench.errors import DiffbenchError
@@ -304,7 +305,8 @@ def make_trainer(
     """
     height, _, channels = image_shape
     unet = UNetConfig.from_params(params.section("architectures")[dataset], height, channels, num_classes)
-    config = TrainConfig(**(params.section("training")[dataset] | (overrides or {})))
+    settings = {k: v for k, v in params.section("training")[dataset].items() if k not in TRAINING_OPTIONAL}
+    config = TrainConfig(**(settings | (overrides or {})))
     noise = NoiseSchedule.named(schedule, params.timesteps)
     signature = run_signature(unet, noise, config, params.seed, data_sha256)
     return Trainer(unet, noise, config, params.seed, ctx, signature, model=model)

@@ -33,13 +33,14 @@ if TYPE_CHECKING:
     from diffbench.config import ModelSpec
 
 
-def model_record(trainer: Trainer, spec: "ModelSpec", seed: int, data: dict) -> dict:
-    """The deterministic facts of a trained model: model card, model.pt provenance, train.json."""
+def model_record(trainer: Trainer, spec: "ModelSpec", seed: int, data: dict, chosen_by: str | None = None) -> dict:
+    """The deterministic facts of a trained model: model card, model.pt provenance, train.json.
+    ``chosen_by``: params training.<dataset>.chosen_by, where the recipe comes from."""
     return {
         "model": spec.name, "dataset": spec.dataset, "schedule": spec.schedule,
         "timesteps": trainer.schedule.timesteps, "seed": seed, "unet": asdict(trainer.unet_config),
         "parameters": count_parameters(trainer.model), "training": asdict(trainer.config), "data": data,
-        "recipe": trainer.recipe(), "result": {"steps": trainer.step, "final_loss": trainer.final_loss},
+        "recipe": trainer.recipe() | {"chosen_by": chosen_by}, "result": {"steps": trainer.step, "final_loss": trainer.final_loss},
         "software": {"torch": torch.__version__, "diffbench": __version__},
     }
 
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     trainer.fit(x, y, checkpoint, log, stop_at=args.stop_at)
     if ctx.is_main and trainer.step >= steps:
         data = {"path": data_path.as_posix(), "sha256": data_sha, "n": len(images), "class_names": class_names}
-        record = model_record(trainer, spec, params.seed, data)
+        record = model_record(trainer, spec, params.seed, data, params.section("training")[spec.dataset].get("chosen_by"))
         run = run_record(trainer, record["recipe"]["forward_gflops_per_image"] * 1e9)
         write_text_atomic(loss_tsv(trainer.history), loss_file)
         save_atomic(trainer.model_file(record), out / "model.pt")

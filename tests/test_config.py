@@ -83,6 +83,7 @@ def edit(path: str, value):
         ("training.mnist.p_uncond", 1.5, "training.mnist.p_uncond: must be in [0, 1]"),
         ("training.mnist.steps", "many", "training.mnist.steps: must be int"),
         ("training.mnist.stepz", 3, "training.mnist: unknown key(s) ['stepz']"),
+        ("training.mnist.chosen_by", 3, "training.mnist.chosen_by: must be a text, got 3"),
         ("sampling.n_samples", 0, "sampling.n_samples: must be >= 1"),
         ("metrics.prc_k", 0, "metrics.prc_k: must be >= 1"),
         ("diffusion.timesteps", 0, "diffusion.timesteps: must be an integer >= 1"),

@@ -196,7 +196,8 @@ def stage_dir(tmp_path, monkeypatch):
     from diffbench import layout
 
     params = yaml.safe_load((ROOT / "profiles" / "quick" / "params.yaml").read_text())
-    params["training"]["mnist"] |= {"steps": 8, "batch_size": 4, "warmup_steps": 2, "checkpoint_every": 4, "log_every": 2}
+    params["training"]["mnist"] |= {"steps": 8, "batch_size": 4, "warmup_steps": 2, "checkpoint_every": 4, "log_every": 2,
+                                    "chosen_by": "a test's own recipe"}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     rng = np.random.default_rng(0)
     split = tmp_path / layout.split_file("mnist", "train")
@@ -234,6 +235,7 @@ def test_stage_outputs_are_deterministic_and_timings_stay_in_train_json(stage_di
     assert second["record"]["recipe"]["images_seen"] == 32
     card = second["model_card.md"]
     assert "32 images seen" in card and "min(decay, (1 + n)/(10 + n))" in card
+    assert "| recipe chosen by | a test's own recipe |" in card  # params training.mnist.chosen_by
     table = card.split("| field | value |")[1]
     assert not any(word in table for word in ("cpu", "img/s", "seconds", "minutes", "resumed"))
     provenance = load_model_file(stage_dir / "model.pt")["provenance"]
@@ -269,7 +271,9 @@ def test_make_trainer_builds_the_pipeline_trainer_from_params():
 
     params = load_params(ROOT / "params.yaml")
     run = make_trainer(params, "mnist", "cosine", (28, 28, 1), 10, CTX, "sha")
-    assert run.config == TrainConfig(**params.section("training")["mnist"])
+    settings = dict(params.section("training")["mnist"])
+    assert settings.pop("chosen_by")  # the model card's text, not a training setting
+    assert run.config == TrainConfig(**settings)
     assert run.unet_config.channels == params.section("architectures")["mnist"]["channels"]
     assert run.unet_config.image_size == 28 and run.schedule.name == "cosine"
 
