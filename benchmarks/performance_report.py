@@ -32,11 +32,23 @@ def cell(value: float | None, fmt: str) -> str:
 
 
 def training_row(results: dict, library: str, dataset: str, mode: str | None = None) -> dict | None:
-    """The training row of ``library`` on ``dataset``: in ``mode``, else in the pipeline's own mode."""
+    """The params.yaml training row of ``library`` on ``dataset`` (no variant): in ``mode``, else in the
+    pipeline's own mode."""
     training = results.get("training") or {}
     mode = mode or training.get("pipeline_modes", {}).get(dataset)
-    return next((r for r in training.get("rows", []) if (r["library"], r["dataset"], r["mode"]) == (library, dataset, mode)),
-                None)
+    return next((r for r in training.get("rows", []) if (r["library"], r["dataset"], r["mode"]) == (library, dataset, mode)
+                 and not r.get("variant")), None)
+
+
+def mode_text(row: dict) -> str:
+    """A training row's mode, with the settings its variant changed (``compile + channels_last=true``)."""
+    return f"{row['mode']} + {row['variant']}" if row.get("variant") else row["mode"]
+
+
+def versus_params(results: dict, row: dict) -> str:
+    """A variant row's speed as a multiple of its params.yaml row's, measured in the same run; '' otherwise."""
+    base = training_row(results, row["library"], row["dataset"], row["mode"]) if row.get("variant") else None
+    return f" ({row['train_images_per_s'] / base['train_images_per_s']:.2f}× params)" if base else ""
 
 
 def best_diffusers(results: dict, key: str) -> float | None:
@@ -135,15 +147,18 @@ def training_section(results: dict) -> list[str]:
         "## Training: the pipeline's Trainer step", "",
         f"The train stage's own `Trainer` step with params.yaml settings, {training['train_steps']} steps after "
         f"{training['warmup_steps']} warm-up steps (compile included, reported as start-up); diffusers' UNet2DModel "
-        "(DDPM CIFAR-10 configuration) runs in the same Trainer. MFU = 3 × forward FLOPs × images/s ÷ "
+        "(DDPM CIFAR-10 configuration) runs in the same Trainer. A mode with `+ key=value` is a variant: the "
+        "params.yaml settings with that one changed, its speed also given as a multiple of the params row's. "
+        "MFU = 3 × forward FLOPs × images/s ÷ "
         f"{cell(training.get('peak_tflops'), '.0f')} TFLOP/s (dense bf16 peak).", "",
         "| GPU | network | dataset | mode | params | GFLOP/fwd | batch | train img/s | TFLOP/s | MFU | start-up s |",
         "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in training["rows"]:
         lines.append(
-            f"| {gpu} | {r['library']} | {r['dataset']} | {r['mode']} | {r['parameters'] / 1e6:.1f}M | "
-            f"{r['forward_gflops_per_image']:.2f} | {r['train_batch']} | {r['train_images_per_s']:.0f} | "
+            f"| {gpu} | {r['library']} | {r['dataset']} | {mode_text(r)} | {r['parameters'] / 1e6:.1f}M | "
+            f"{r['forward_gflops_per_image']:.2f} | {r['train_batch']} | {r['train_images_per_s']:.0f}"
+            f"{versus_params(results, r)} | "
             f"{cell(r['train_tflops_per_second'], '.1f')} | {cell(r['train_mfu'], '.1%')} | {r['startup_seconds']:.0f} |")
     return lines + [""]
 

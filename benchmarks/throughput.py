@@ -13,7 +13,10 @@ Parts (``--parts``):
   DDIMScheduler loop at the same batch.
 - metrics: FID + KID + P/R of 50k images, Inception features included (benchmarks/metrics_speed.py's
   `measure`), when `--metrics-train` and `--metrics-test` name prepared splits.
-`--profile` adds torch.profiler tables of the training step and of DDIM steps of the sampling path.
+`--train-variants` adds diffbench training rows in the pipeline's mode with some training settings changed
+(``channels_last=true``, ``batch_size=1024``): a lever is measured beside the params.yaml row, in the same run,
+before it becomes the default. `--profile` adds torch.profiler tables of the pipeline-mode training step of
+every dataset (variants included) and of DDIM steps of the sampling path.
 diffusers' rows are skipped, saying so, where diffusers is not importable. `--smoke` runs everything
 on the CPU with the quick profile's tiny U-Nets and a few steps, to test the code path only.
 
@@ -50,6 +53,7 @@ from kernel_profile import profile_calls  # noqa: E402
 PARTS = ("training", "sampling", "metrics")
 LIBRARIES = ("diffbench", "diffusers")
 MODES = ("eager", "compile")
+VARIANT_KEYS = {"channels_last": bool, "batch_size": int}  # training settings a --train-variants row may change
 # Full-size defaults, and the --smoke run's (CPU, quick profile, a few steps); a flag given explicitly wins.
 FULL = {"params": "params.yaml", "device": "cuda", "modes": "eager,compile", "warmup_steps": 10, "train_steps": 100,
         "train_batch": None, "sample_batch": None, "sample_batches": 2, "profile_steps": 5, "pool": 50_000}
@@ -65,6 +69,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--libraries", default=",".join(LIBRARIES), help="diffusers runs on cifar10-jpeg only")
     parser.add_argument("--modes", help="training modes (default eager,compile)")
     parser.add_argument("--train-batch", type=int, help="override training.<dataset>.batch_size")
+    parser.add_argument("--train-variants", nargs="+", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
+                        help=f"extra diffbench rows with these training settings; keys: {', '.join(VARIANT_KEYS)}")
     parser.add_argument("--warmup-steps", type=int)
     parser.add_argument("--train-steps", type=int)
     parser.add_argument("--sample-batch", type=int, help="override sampling.batch_size")
@@ -100,12 +106,37 @@ def listed(value: str, allowed: tuple[str, ...] | dict, flag: str) -> list[str]:
     return items
 
 
+def parse_variant(text: str) -> dict:
+    """``channels_last=true,batch_size=1024`` → typed training overrides; one line naming the flag otherwise."""
+    variant = {}
+    for item in text.split(","):
+        key, _, value = item.partition("=")
+        if key not in VARIANT_KEYS or not value:
+            raise SystemExit(f"--train-variants {text!r}: {item!r} is not KEY=VALUE with KEY one of "
+                             f"{', '.join(VARIANT_KEYS)}")
+        kind = VARIANT_KEYS[key]
+        if kind is bool and value.lower() in ("true", "false"):
+            variant[key] = value.lower() == "true"
+        elif kind is int and value.isdigit() and int(value) > 0:
+            variant[key] = int(value)
+        else:
+            raise SystemExit(f"--train-variants {text!r}: {key} must be {'true or false' if kind is bool else 'an integer >= 1'}, "
+                             f"got {value!r}")
+    return variant
+
+
+def variant_text(variant: dict | None) -> str | None:
+    """``channels_last=true,batch_size=1024``, as given; None for the params.yaml row."""
+    return ",".join(f"{k}={str(v).lower()}" for k, v in variant.items()) if variant else None
+
+
 def check_args(args: argparse.Namespace) -> argparse.Namespace:
     """Fail fast, in one line, on a bad flag."""
     args.parts = listed(args.parts, PARTS, "--parts")
     args.datasets = listed(args.datasets, IMAGE_SHAPES, "--datasets")
     args.libraries = listed(args.libraries, LIBRARIES, "--libraries")
     args.modes = listed(args.modes, MODES, "--modes")
+    args.train_variants = [parse_variant(text) for text in args.train_variants]
     if bool(args.metrics_train) != bool(args.metrics_test):
         raise SystemExit("--metrics-train and --metrics-test go together")
     for flag in ("warmup_steps", "train_steps", "sample_batches", "profile_steps", "metrics_n"):
@@ -154,12 +185,14 @@ def profile_training(trainer: Trainer, images: torch.Tensor, labels: torch.Tenso
 
 
 def measure_training(params: Params, library: str, dataset: str, mode: str, args: argparse.Namespace,
-                     profiles: dict) -> dict:
-    """One training row; the profiled one (diffbench, first dataset, pipeline mode) adds to ``profiles``."""
+                     profiles: dict, variant: dict | None = None) -> dict:
+    """One training row (params.yaml's settings, or these with ``variant`` changed); with --profile, diffbench's
+    rows in the pipeline's mode add a table to ``profiles``."""
     shape = IMAGE_SHAPES[dataset]
     ctx = distributed.Context(rank=0, world_size=1, device=torch.device(args.device))
     fresh_compiler()
-    overrides = {"compile": mode == "compile"} | ({"batch_size": args.train_batch} if args.train_batch else {})
+    overrides = ({"compile": mode == "compile"} | ({"batch_size": args.train_batch} if args.train_batch else {})
+                 | (variant or {}))
     network = diffusers_baseline.DiffusersEps() if library == "diffusers" else None
     trainer = make_trainer(params, dataset, "linear", shape, NUM_CLASSES, ctx, "benchmark", model=network,
                            overrides=overrides)
@@ -168,14 +201,16 @@ def measure_training(params: Params, library: str, dataset: str, mode: str, args
     chw = (shape[2], shape[0], shape[1])
     flops = (forward_flops(trainer.unet_config) if network is None
              else diffusers_baseline.counted_forward_flops(trainer.model, chw, ctx.device))
-    row = {"library": library, "dataset": dataset, "mode": mode, "parameters": count_parameters(trainer.model),
+    row = {"library": library, "dataset": dataset, "mode": mode, "variant": variant_text(variant),
+           "parameters": count_parameters(trainer.model),
            "forward_gflops_per_image": flops / 1e9}
     images, labels = train_pool(shape, args.pool, ctx.device)
     row |= time_training(trainer, images, labels, args.warmup_steps, args.train_steps)
     rate = row["train_images_per_s"]
     row |= {f"train_{k}": v for k, v in utilisation(rate, flops, args.gpu, peak=args.peak).items()}
-    if args.profile and (library, dataset, mode) == ("diffbench", args.datasets[0], pipeline_mode(params, dataset)):
-        title = f"training step, {dataset} U-Net ({mode}, batch {trainer.config.batch_size})"
+    if args.profile and (library, mode) == ("diffbench", pipeline_mode(params, dataset)):
+        settings = ", ".join([mode, *([row["variant"]] if variant else []), f"batch {trainer.config.batch_size}"])
+        title = f"training step, {dataset} U-Net ({settings})"
         profiles[title] = profile_training(trainer, images, labels, args.profile_steps)
     del trainer, images, labels
     torch.backends.cudnn.benchmark = False  # the Trainer turned it on; the next part starts from the default
@@ -190,12 +225,15 @@ def training_part(params: Params, args: argparse.Namespace, profiles: dict) -> d
         for library in args.libraries:
             if library == "diffusers" and (dataset != "cifar10-jpeg" or not args.with_diffusers):
                 continue
-            for mode in args.modes:
-                row = measure_training(params, library, dataset, mode, args, profiles)
+            runs = [(mode, None) for mode in args.modes]
+            if library == "diffbench":
+                runs += [(pipeline_mode(params, dataset), variant) for variant in args.train_variants]
+            for mode, variant in runs:
+                row = measure_training(params, library, dataset, mode, args, profiles, variant)
                 rows.append(row)
-                print(f"{args.gpu} | train {library:9s} | {dataset:12s} | {mode:7s} | {row['train_images_per_s']:8.0f} "
-                      f"img/s | MFU {performance_report.cell(row['train_mfu'], '.1%')} | start-up "
-                      f"{row['startup_seconds']:.0f} s", flush=True)
+                print(f"{args.gpu} | train {library:9s} | {dataset:12s} | {performance_report.mode_text(row):7s} | "
+                      f"{row['train_images_per_s']:8.0f} img/s | MFU {performance_report.cell(row['train_mfu'], '.1%')} "
+                      f"| start-up {row['startup_seconds']:.0f} s", flush=True)
     return {"warmup_steps": args.warmup_steps, "train_steps": args.train_steps, "rows": rows,
             "cudnn_benchmark": not args.no_cudnn_benchmark, "peak_tflops": args.peak and args.peak / 1e12,
             "pipeline_modes": {dataset: pipeline_mode(params, dataset) for dataset in args.datasets}}

@@ -5,7 +5,8 @@
 # DIFFBENCH_INCEPTION_WEIGHTS as in the README's "Offline use", and DIFFBENCH_COMMIT where this copy has
 # no git history. Runs, one after the other (timings never share the GPU):
 #   1. prepare cifar10-jpeg and mnist (the metric part times the cifar10-jpeg splits);
-#   2. benchmarks/throughput.py --parts training --profile;
+#   2. benchmarks/throughput.py --parts training --profile, with the variants of $TRAIN_VARIANTS (default
+#      channels_last=true) beside the params.yaml rows;
 #   3. benchmarks/throughput.py --parts sampling,metrics --profile;
 #   4. both merged into OUT_DIR/performance.{json,md};
 #   5. benchmarks/recipe.py (issue 10's command), cut at END_EPOCH (seconds since 1970; default: 570 s
@@ -26,7 +27,8 @@ nvidia-smi --query-gpu=name,memory.total --format=csv
 stamp "benchmarks of commit $DIFFBENCH_COMMIT started"
 for dataset in cifar10-jpeg mnist; do python -m stages.prepare "$dataset" || exit 2; done
 stamp "training part"
-python benchmarks/throughput.py --parts training --profile --out "$out/training.json"
+python benchmarks/throughput.py --parts training --profile --train-variants ${TRAIN_VARIANTS:-channels_last=true} \
+  --out "$out/training.json"
 stamp "sampling and metrics parts"
 python benchmarks/throughput.py --parts sampling,metrics --profile --metrics-train data/cifar10-jpeg/train.npz \
   --metrics-test data/cifar10-jpeg/test.npz --out "$out/sampling.json"

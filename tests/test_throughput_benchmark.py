@@ -21,7 +21,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory, one_torch_thread) -> tuple[dict, str]:
     out = tmp_path_factory.mktemp("throughput")
-    throughput.main(["--smoke", "--profile", "--params", str(ROOT / "profiles" / "quick" / "params.yaml"),
+    throughput.main(["--smoke", "--profile", "--train-variants", "batch_size=2",
+                     "--params", str(ROOT / "profiles" / "quick" / "params.yaml"),
                      "--peak-tflops", str(PEAK_TFLOPS), "--out", str(out / "performance.json"),
                      "--markdown", str(out / "performance.md")])
     return json.loads((out / "performance.json").read_text()), (out / "performance.md").read_text()
@@ -43,6 +44,36 @@ def test_smoke_run_says_so_and_has_every_target_row(smoke):
         assert what in markdown
     for section in ("## Issue 9 targets", "## Training", "## Sampling", "## Metric suite", "## Where the time goes"):
         assert section in markdown
+
+
+def test_variant_rows_sit_beside_the_params_rows_and_never_stand_in_for_them(smoke):
+    results, markdown = smoke
+    rows = results["training"]["rows"]
+    variants = [r for r in rows if r["variant"]]
+    assert [(r["library"], r["dataset"], r["variant"], r["train_batch"]) for r in variants] == [
+        ("diffbench", "cifar10-jpeg", "batch_size=2", 2), ("diffbench", "mnist", "batch_size=2", 2)]
+    for row in variants:
+        base = performance_report.training_row(results, "diffbench", row["dataset"])
+        assert base["variant"] is None and base["train_batch"] == 4
+        ratio = row["train_images_per_s"] / base["train_images_per_s"]
+        assert f"| eager + batch_size=2 | " in markdown and f"({ratio:.2f}× params)" in markdown
+    titles = list(results["profile"])  # every dataset's pipeline-mode step is profiled, variants too
+    for dataset in ("cifar10-jpeg", "mnist"):
+        assert f"training step, {dataset} U-Net (eager, batch 4)" in titles
+        assert f"training step, {dataset} U-Net (eager, batch_size=2, batch 2)" in titles
+
+
+@pytest.mark.parametrize("text, message", [
+    ("channels_last=yes", "channels_last must be true or false, got 'yes'"),
+    ("batch_size=0", "batch_size must be an integer >= 1, got '0'"),
+    ("lr=0.1", "'lr=0.1' is not KEY=VALUE with KEY one of channels_last, batch_size"),
+    ("channels_last", "'channels_last' is not KEY=VALUE"),
+])
+def test_bad_variants_fail_in_one_line(text, message):
+    with pytest.raises(SystemExit) as error:
+        throughput.parse_variant(text)
+    assert message in str(error.value) and "\n" not in str(error.value)
+    assert throughput.parse_variant("channels_last=True,batch_size=1024") == {"channels_last": True, "batch_size": 1024}
 
 
 def test_rows_skipped_here_say_why(smoke):
@@ -83,7 +114,7 @@ def test_mfu_is_forward_flops_times_passes_times_rate_over_the_peak(smoke):
 
 def test_profile_shares_add_up_and_name_known_categories(smoke):
     results, markdown = smoke
-    assert len(results["profile"]) == 2  # the training step and the sampling step
+    assert len(results["profile"]) == 5  # 2 datasets × (params row + 1 variant) training steps, 1 sampling step
     for summary in results["profile"].values():
         assert 0 < sum(k["share"] for k in summary["top"]) <= 1 + 1e-9 and len(summary["top"]) <= 10
         assert math.isclose(sum(summary["categories"].values()), 1.0)
