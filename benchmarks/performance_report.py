@@ -218,6 +218,15 @@ def metrics_section(results: dict) -> list[str]:
               f"{metrics['speedup_vs_torch_fidelity']:.2f}×)",
               f"- FID {fid:.6f} vs torch-fidelity's {tf_fid:.6f} (relative difference "
               f"{metrics['fid_relative_difference']:.1e})"]
+    variants = metrics.get("extraction_variants") or []
+    if variants:
+        lines += ["", "Inception features of the same images under other backend settings (the pipeline uses the "
+                  "defaults); FID from the variant's own generated and reference features against the default's:",
+                  "", "| setting | features s | vs default | FID | relative to default FID |",
+                  "| --- | ---: | ---: | ---: | ---: |"]
+        base = metrics["seconds"]["Inception features"]
+        lines += [f"| {v['name']} | {v['seconds']:.2f} | {base / v['seconds']:.2f}× | {v['fid']:.6f} | "
+                  f"{v['fid_relative_difference']:.1e} |" for v in variants]
     return lines + [""]
 
 

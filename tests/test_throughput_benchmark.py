@@ -56,7 +56,7 @@ def test_variant_rows_sit_beside_the_params_rows_and_never_stand_in_for_them(smo
         base = performance_report.training_row(results, "diffbench", row["dataset"])
         assert base["variant"] is None and base["train_batch"] == 4
         ratio = row["train_images_per_s"] / base["train_images_per_s"]
-        assert f"| eager + batch_size=2 | " in markdown and f"({ratio:.2f}× params)" in markdown
+        assert "| eager + batch_size=2 | " in markdown and f"({ratio:.2f}× params)" in markdown
     titles = list(results["profile"])  # every dataset's pipeline-mode step is profiled, variants too
     for dataset in ("cifar10-jpeg", "mnist"):
         assert f"training step, {dataset} U-Net (eager, batch 4)" in titles
@@ -185,3 +185,18 @@ def test_metric_targets_compare_the_50k_total_and_fid_with_the_exact_path():
 def test_bad_flags_fail_in_one_line(argv, message):
     with pytest.raises(SystemExit, match=message):
         throughput.parse_args(["--smoke", *argv])
+
+
+def test_metric_section_lists_extraction_variants_against_the_default():
+    import metrics_speed
+
+    assert metrics_speed.extraction_variants(None, None, None, 1, 1.0, throughput.torch.device("cpu")) == []
+    metrics = {"n": 10, "n_ref": 5, "batch": 2, "seconds": {"Inception features": 8.0},
+               "agreement": {"fid": [3.0, 3.0]}, "fid_kid_prc_total_seconds": 9.0,
+               "torch_fidelity_total_seconds": 18.0, "speedup_vs_torch_fidelity": 2.0, "fid_relative_difference": 0.0,
+               "extraction_variants": [{"name": "cudnn.benchmark + TF32", "seconds": 2.0, "fid": 3.003,
+                                        "fid_relative_difference": 1e-3}]}
+    lines = performance_report.metrics_section({"metrics": metrics})
+    assert "| cudnn.benchmark + TF32 | 2.00 | 4.00× | 3.003000 | 1.0e-03 |" in lines
+    del metrics["extraction_variants"]  # results of earlier runs render as before
+    assert not any("TF32" in line for line in performance_report.metrics_section({"metrics": metrics}))
