@@ -42,6 +42,7 @@ OPTIONAL = {
     "classifier.*.min_accuracy": "no minimum: classifier metrics always reported",
     "metrics.inception_weights": "$DIFFBENCH_INCEPTION_WEIGHTS, else download",
     "guidance.classifier_scales": "no classifier-guided runs",
+    "training.*.chosen_by": "no 'recipe chosen by' row in the model card",
 }
 REQUIRED = ("samplers.*.kind",)  # exceptions to OPTIONAL
 # Texts that are not names from a known set: any value of the right type is accepted when params load
@@ -50,6 +51,7 @@ FREE_TEXT = {
     "datasets.*.archive": "a file name inside the local data folder; prepare names it if it is missing",
     "metrics.clip.model": "an open_clip model name, looked up only when CLIP runs",
     "metrics.clip.pretrained": "an open_clip weights tag, looked up only when CLIP runs",
+    "training.*.chosen_by": "a note for the model card (where the recipe comes from)",
 }
 # Out-of-range values beyond -1 (every number of params.yaml is a count, size, rate or scale: none may be negative)
 OUT_OF_RANGE = {
