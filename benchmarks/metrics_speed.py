@@ -20,12 +20,15 @@ import json
 import numpy as np
 import torch
 
-from bench_common import result_and_seconds
+from bench_common import result_and_seconds, seconds_of
 from diffbench.data import load_split
 from diffbench.metrics.fast import FidStatistic, KidStatistic, PrecisionRecallStatistic, reference_statistics
 from diffbench.metrics.fidelity import fid_from_features, kid_from_features
 from diffbench.metrics.inception import load_inception
+from diffbench.metrics.intervals import half_samples
 from diffbench.metrics.suite import SuiteConfig, fidelity_metrics
+
+STAGE_N = 10000  # images per headline run (params sampling.n_samples): the set the score stage scores
 
 
 def tile(images: np.ndarray, n: int) -> np.ndarray:
@@ -91,6 +94,18 @@ def extraction_variants(extractor, gen_images: np.ndarray, ref_images: np.ndarra
     return rows
 
 
+def interval_seconds(gen: np.ndarray, ref: np.ndarray, config: SuiteConfig, device: torch.device) -> dict:
+    """Seconds of each metric's B half-sample values, computed as ``fidelity_metrics`` computes them (the
+    statistics built once beforehand): where the time of the suite's intervals goes."""
+    subsets = half_samples(len(gen), config.resamples, config.seed)
+    fid = FidStatistic(gen, *reference_statistics(ref), device=device)
+    kid = KidStatistic(gen, ref, config.kid_subset_size, config.kid_subsets, config.seed, device)
+    prc = PrecisionRecallStatistic(gen, ref, config.prc_k, device)
+    parts = {"FID": lambda: fid.fid_many(subsets), "KID": lambda: kid.kid_many(subsets),
+             "precision": lambda: prc.precision_many(subsets), "recall": lambda: prc.recall_many(subsets)}
+    return {name: seconds_of(values, device) for name, values in parts.items()}
+
+
 def measure(train: str, test: str, n: int = 50000, n_ref: int = 10000, batch: int = 500, resamples: int = 50,
             weights: str | None = None, classifier: str | None = None) -> dict:
     """Seconds of each part for ``n`` images of split ``train`` against ``n_ref`` of ``test``, both
@@ -117,6 +132,11 @@ def measure(train: str, test: str, n: int = 50000, n_ref: int = 10000, batch: in
     config = SuiteConfig(kid_subset_size=1000, kid_subsets=100, prc_k=3, resamples=resamples)
     suite, t[f"full suite with intervals (B={resamples})"] = result_and_seconds(
         lambda: fidelity_metrics(gen, ref, config, device), device)
+    stage_n = min(n, STAGE_N)  # the score stage's set: its suite and where its intervals' time goes
+    stage_gen = {"pool": g[:stage_n]}
+    t[f"full suite with intervals (B={resamples}), n={stage_n}"] = seconds_of(
+        lambda: fidelity_metrics(stage_gen, ref, config, device), device)
+    intervals = {f"n={size}": interval_seconds(g[:size], r, config, device) for size in sorted({n, stage_n})}
     if classifier:
         from diffbench.classifier_features import load_classifier
 
@@ -137,7 +157,7 @@ def measure(train: str, test: str, n: int = 50000, n_ref: int = 10000, batch: in
         "fid_relative_difference": abs(fid - tf_fid) / abs(tf_fid),
         "suite": {k: suite[k] for k in ("fid", "fid_lo", "fid_hi", "precision", "precision_lo", "precision_hi")},
         "inception_images_per_second": n / t["Inception features"],
-        "clip_images_per_second": clip_rate, "extraction_variants": variants,
+        "clip_images_per_second": clip_rate, "extraction_variants": variants, "interval_seconds": intervals,
     }
 
 

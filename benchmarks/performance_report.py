@@ -227,7 +227,18 @@ def metrics_section(results: dict) -> list[str]:
         base = metrics["seconds"]["Inception features"]
         lines += [f"| {v['name']} | {v['seconds']:.2f} | {base / v['seconds']:.2f}× | {v['fid']:.6f} | "
                   f"{v['fid_relative_difference']:.1e} |" for v in variants]
-    return lines + [""]
+    return lines + interval_table(metrics.get("interval_seconds") or {}) + [""]
+
+
+def interval_table(intervals: dict) -> list[str]:
+    """Seconds of each metric's half-sample values per set size (where the intervals' time goes)."""
+    if not intervals:
+        return []
+    names = list(next(iter(intervals.values())))
+    return ["", "Each metric's B half-sample values, the statistics built beforehand (seconds):", "",
+            "| set | " + " | ".join(names) + " |", "| --- |" + " ---: |" * len(names),
+            *(f"| {size} | " + " | ".join(f"{parts[name]:.2f}" for name in names) + " |"
+              for size, parts in intervals.items())]
 
 
 def kernel_name(name: str) -> str:

@@ -7,6 +7,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from benchmarks import throughput  # puts benchmarks/ on sys.path for its sibling modules
@@ -200,3 +201,16 @@ def test_metric_section_lists_extraction_variants_against_the_default():
     assert "| cudnn.benchmark + TF32 | 2.00 | 4.00× | 3.003000 | 1.0e-03 |" in lines
     del metrics["extraction_variants"]  # results of earlier runs render as before
     assert not any("TF32" in line for line in performance_report.metrics_section({"metrics": metrics}))
+
+
+def test_interval_seconds_time_each_metric_and_the_report_tables_them():
+    import metrics_speed
+
+    rng = np.random.default_rng(0)
+    gen, ref = rng.normal(size=(40, 6)), rng.normal(size=(50, 6))
+    config = metrics_speed.SuiteConfig(kid_subset_size=10, kid_subsets=3, prc_k=3, resamples=4)
+    seconds = metrics_speed.interval_seconds(gen, ref, config, throughput.torch.device("cpu"))
+    assert list(seconds) == ["FID", "KID", "precision", "recall"] and all(s >= 0 for s in seconds.values())
+    table = performance_report.interval_table({"n=50000": seconds | {"KID": 1.5}, "n=10000": seconds})
+    assert table[3] == "| set | FID | KID | precision | recall |" and "| 1.50 |" in table[5]
+    assert performance_report.interval_table({}) == []

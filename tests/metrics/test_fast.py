@@ -158,8 +158,12 @@ def test_kid_from_kernel_matrices_equals_kid_from_each_subsets_features():
     direct = KidStatistic(gen, ref, subset_size=40, subsets=9, seed=5, kernel_budget=0)
     assert cached.kernels is not None and direct.kernels is None
     idx = np.sort(np.random.default_rng(0).permutation(90)[:45])
-    for rows in (None, idx):
+    repeated = np.sort(np.random.default_rng(1).integers(0, 90, 60))  # rows drawn with replacement count twice
+    assert len(np.unique(repeated)) < len(repeated)
+    for rows in (None, idx, repeated):
         assert cached.kid(rows) == pytest.approx(direct.kid(rows), rel=1e-12)
+    many = [idx, np.sort(np.random.default_rng(2).permutation(90)[:45])]
+    assert cached.kid_many(many) == pytest.approx(direct.kid_many(many), rel=1e-12)
     assert cached.kid(idx) != pytest.approx(cached.kid(None), rel=1e-3)  # the subset is scored, not the whole set
 
 
