@@ -539,21 +539,22 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", default=".cache/recipe", help="prepared data, reference features, children's rows")
     p.add_argument("--out", default=None, help="results JSON (default: reports/recipe_<dataset>.json)")
     p.add_argument("--markdown", default=None, help="table (default: --out as .md; 'none': skip)")
-    p.add_argument("--plot", default=None, help="PNG (default: plots/<--out name>.png beside --out; 'none': skip)")
+    p.add_argument("--plot", default=None, help="PNG (default: --out as .png; 'none': skip)")
     p.add_argument("--render", metavar="JSON", help="only rewrite the table and plot of an earlier --out file")
     p.add_argument("--part", type=int, default=None, help=argparse.SUPPRESS)  # a side-by-side child's recipe
     return p
 
 
 def output_paths(args: argparse.Namespace) -> Outputs:
-    """--out (default reports/recipe_<dataset>.json), the markdown beside it, the plot in plots/ beside it."""
+    """--out (default reports/recipe_<dataset>.json), the markdown and the plot beside it (not in reports/plots/,
+    which the report stage owns and clears before it runs)."""
     out = Path(args.out or f"reports/recipe_{args.dataset}.json")
 
     def pick(value: str | None, default: Path) -> Path | None:
         return None if value == "none" else Path(value) if value else default
 
     return Outputs(out, pick(args.markdown, out.with_suffix(".md")),
-                   pick(args.plot, out.parent / "plots" / f"{out.stem}.png"))
+                   pick(args.plot, out.with_suffix(".png")))
 
 
 @stage_main

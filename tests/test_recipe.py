@@ -182,7 +182,7 @@ def test_render_rewrites_table_and_plot_from_a_json(tmp_path):
     record = hand_made_record()
     (tmp_path / "r.json").write_text(json.dumps(record))
     recipe.main(["--render", str(tmp_path / "r.json")])
-    assert "| a | 0.9 |" in (tmp_path / "r.md").read_text() and (tmp_path / "plots" / "r.png").is_file()
+    assert "| a | 0.9 |" in (tmp_path / "r.md").read_text() and (tmp_path / "r.png").is_file()
 
 
 def test_side_by_side_rows_merge_in_table_order(tmp_path):
