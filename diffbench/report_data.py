@@ -1,7 +1,7 @@
 """The rows a report shows: every run params plan, read from its record, marked missing or stale.
 
 The report is driven by params, not by what lies under results/: a planned run without a record is a
-``missing`` row, a record whose stage's code or params changed since it ran (dvc.lock) is ``stale``,
+``missing`` row, a record whose stage's code, params or command changed since it ran (dvc.lock) is ``stale``,
 and a folder no plan names is left out with a warning. Each row carries what produced its numbers:
 n, device, commit, date, shard, metric weights, reference split.
 """

@@ -11,7 +11,7 @@ Tables (Markdown + CSV per dataset under reports/tables/), every number as value
 A metric without a number (IS without logits, CLIP without weights, ...) gets no column, only a note
 with the reason. In each column the best row is bold and rows whose interval overlaps it are marked ≈;
 when every row ties, nothing is marked. Planned runs without a record show as ``missing``, records
-whose code or params changed since they ran as ``stale`` (status column). Plots: FID vs NFE, quality
+whose code, params or command changed since they ran as ``stale`` (status column). Plots: FID vs NFE, quality
 vs guidance scale, FID vs class accuracy of both guidance methods (with intervals). reports/summary.json
 is the nested dataset → model → run → metric file (m, m_lo, m_hi, and what produced them) that
 `dvc metrics diff` and `python -m diffbench compare` read.
@@ -443,7 +443,7 @@ def _status_lines(rows: pd.DataFrame) -> list[str]:
         lines.append(f"- **missing** ({len(missing)} planned runs without a record): "
                      + ", ".join(f"{m}/{r}" for m, r in zip(missing["model"], missing["run"])))
     if len(stale):
-        lines.append(f"- **stale** ({len(stale)} runs whose code or params changed since they ran): "
+        lines.append(f"- **stale** ({len(stale)} runs whose code, params or command changed since they ran): "
                      + ", ".join(f"{m}/{r} ({s[7:-1]})" for m, r, s in zip(stale["model"], stale["run"], stale["status"])))
     return lines
 

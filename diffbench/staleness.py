@@ -3,8 +3,10 @@
 ``dvc status`` answers this but cannot run inside ``dvc repro`` (the repository is locked) and needs
 every output present, while a profile's results are built shard by shard on machines whose cached
 outputs never come back. So this module compares what dvc.lock recorded for a stage (the md5 of
-each file dependency, the value of each params key, the command) with the working tree: a code or
-params change since the stage ran makes it stale. Dependencies absent here (outputs of a shard run
+each file dependency, the value of each params key, the command) with the working tree: a code,
+params or command change since the stage ran makes it stale. The current command of a ``foreach``
+stage is its dvc.yaml template filled from the vars file's item (e.g. ``--n ${item.n}`` from plan.yaml),
+so a run planned at another n is stale too. Dependencies absent here (outputs of a shard run
 elsewhere) and folder dependencies are not compared. Without any dvc.lock (results built outside DVC)
 nothing can be compared and nothing is called stale.
 """
@@ -12,12 +14,15 @@ nothing can be compared and nothing is called stale.
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 NOT_LOCKED = "not in dvc.lock"
+_ITEM = re.compile(r"\$\{item\.(\w+)\}")
+_FOREACH = re.compile(r"^\$\{(\w+)\}$")
 
 
 def _md5(path: Path) -> str:
@@ -59,6 +64,32 @@ class Lock:
         self.exists = path.is_file()
         self.stages: dict = (yaml.safe_load(path.read_text()) or {}).get("stages", {}) if self.exists else {}
         self._md5: dict[Path, str] = {}
+        self._dvc_yaml = _read_yaml(self.folder / "dvc.yaml")
+        self._vars: dict = {}
+        for name in self._dvc_yaml.get("vars") or []:
+            if isinstance(name, str) and name.endswith((".yaml", ".yml")):
+                self._vars |= _read_yaml(self.folder / name)
+
+    def planned_command(self, stage: str) -> str | None:
+        """The command dvc.yaml gives ``stage`` now (``name@key`` of a ``foreach`` over a vars-file mapping),
+        or None where it cannot be rendered here (matrix stages, other interpolations, unknown names)."""
+        name, _, key = stage.partition("@")
+        definition = (self._dvc_yaml.get("stages") or {}).get(name)
+        if not isinstance(definition, dict):
+            return None
+        if not key:
+            command = definition.get("cmd")
+            return command if isinstance(command, str) and "${" not in command else None
+        foreach = _FOREACH.match(str(definition.get("foreach", "")))
+        items = self._vars.get(foreach.group(1)) if foreach else None
+        template = (definition.get("do") or {}).get("cmd")
+        if not isinstance(items, dict) or not isinstance(items.get(key), dict) or not isinstance(template, str):
+            return None
+        item = items[key]
+        if any(field not in item for field in _ITEM.findall(template)):
+            return None
+        command = _ITEM.sub(lambda match: str(item[match.group(1)]), template)
+        return None if "${" in command else command
 
     def _current_md5(self, path: Path) -> str:
         if path not in self._md5:
@@ -86,4 +117,11 @@ class Lock:
             for key, value in values.items():
                 if not same_value(value, _lookup(params.get(file_name), key)):
                     return f"{file_name}: {key} changed"
+        command = self.planned_command(stage)
+        if command is not None and "cmd" in entry and entry["cmd"] != command:
+            return f"command changed, now `{command}`"
         return None
+
+
+def _read_yaml(path: Path) -> dict:
+    return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}

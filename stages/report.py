@@ -1,6 +1,6 @@
 """DVC stage: the runs params.yaml plans → reports/ (tables, plots, grids, index.md, summary.json).
 
-Planned runs without a record are listed as missing, records whose stage's code or params changed
+Planned runs without a record are listed as missing, records whose stage's code, params or command changed
 since they ran (dvc.lock) as stale; result folders no plan names are left out with a warning.
 """
 

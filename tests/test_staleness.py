@@ -37,3 +37,21 @@ def test_floats_dvc_spelled_as_text_are_the_same_value():
     assert same_value({"check_alpha": "1e-06", "n": [1, 2]}, {"check_alpha": 1.0e-6, "n": [1, 2]})
     assert not same_value({"check_alpha": "1e-05"}, {"check_alpha": 1.0e-6})
     assert not same_value({"a": 1}, {"a": 1, "b": 2})
+
+
+def test_a_run_planned_with_another_command_is_stale(tmp_path):
+    """The lock of 2026-12-03 held DDIM η=1 at --n 5000 when params asked 10,000: same code, same params keys."""
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"vars": ["plan.yaml"], "stages": {
+        "generate": {"foreach": "${generations}", "do": {"cmd": "python -m stages.generate ${item.model} --n ${item.n}"}},
+        "report": {"cmd": "python -m stages.report"}}}))
+    (tmp_path / "plan.yaml").write_text(yaml.safe_dump({"generations": {"m.r": {"model": "m", "n": 10000}}}))
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": {
+        "generate@m.r": {"cmd": "python -m stages.generate m --n 5000", "deps": []},
+        "report": {"cmd": "python -m stages.report", "deps": []}}}))
+    lock = Lock(tmp_path)
+    assert lock.planned_command("generate@m.r") == "python -m stages.generate m --n 10000"
+    assert lock.why_stale("generate@m.r", {}) == "command changed, now `python -m stages.generate m --n 10000`"
+    assert lock.why_stale("report", {}) is None
+    assert lock.planned_command("generate@unplanned") is None
+    (tmp_path / "plan.yaml").write_text(yaml.safe_dump({"generations": {"m.r": {"model": "m", "n": 5000}}}))
+    assert Lock(tmp_path).why_stale("generate@m.r", {}) is None
