@@ -39,10 +39,12 @@ from diffbench.config import load_params  # noqa: E402
 from diffbench.records import SHARED_ENV  # noqa: E402
 from diffbench.staleness import Lock  # noqa: E402
 from diffbench.plan import check_plan, long_poles_first, shard_groups  # noqa: E402
+from diffbench.stage_runner import stage_commands  # noqa: E402
 
 LOGS = Path("shard-logs")
 GRACE_S = 10  # after SIGINT, before SIGKILL
 COMMIT_EVERY_S = 30  # how often the tables' finished stages are recorded while the runners go on
+POLL_S = 1.0  # how often the tables group looks whether its runners have ended (was: every COMMIT_EVERY_S)
 MODEL_GROUPS = ("setup", "models")  # what the tables need (the models group holds the floors): a failure stops
 
 
@@ -63,14 +65,6 @@ def missing_files(stages: list[str], lock: dict) -> list[str]:
     """The stages without a dvc.lock entry, or with a locked dependency or output not in the workspace."""
     return [stage for stage in stages if stage not in lock or any(
         not Path(item["path"]).exists() for key in ("deps", "outs") for item in lock[stage].get(key, []))]
-
-
-def stage_command(stage: str) -> str:
-    """The resolved dvc.yaml command of one stage."""
-    from dvc.repo import Repo
-
-    with Repo(".") as repo:
-        return repo.stage.collect(stage)[0].cmd
 
 
 def launch(args: list[str] | str, log: Path, env: dict | None = None) -> subprocess.Popen:
@@ -100,8 +94,9 @@ def side_by_side(chains: list[list[str]], deadline: float) -> int:
     done_file = LOGS / "done-models.txt"
     done_file.unlink(missing_ok=True)
     processes = {}
+    commands = stage_commands([stage for chain in chains for stage in chain])  # one DVC index, not one per stage
     for chain in chains:
-        steps = [f"{stage_command(stage)} && echo {shlex.quote(stage)} >> {shlex.quote(str(done_file))}"
+        steps = [f"{commands[stage]} && echo {shlex.quote(stage)} >> {shlex.quote(str(done_file))}"
                  for stage in chain]
         processes[chain[0]] = launch(" && ".join(f"({step})" for step in steps),
                                      LOGS / f"{chain[0].replace('@', '_')}.log")
@@ -145,9 +140,12 @@ def runners(stages: list[str], count: int, deadline: float) -> int:
         if new and subprocess.run(["dvc", "commit", "--force", *new]).returncode == 0:
             recorded.extend(new)
 
+    last_commit = time.time()
     while any(process.poll() is None for process, _ in workers.values()) and time.time() < deadline:
-        time.sleep(min(COMMIT_EVERY_S, max(0.0, deadline - time.time())))
-        record_finished()  # while the runners go on: at the deadline only the last stages are left to record
+        time.sleep(min(POLL_S, max(0.0, deadline - time.time())))  # the group ends within POLL_S of its runners
+        if time.time() - last_commit >= COMMIT_EVERY_S:
+            record_finished()  # while the runners go on: at the deadline only the last stages are left to record
+            last_commit = time.time()
     status = {number: finish(process, deadline) for number, (process, _) in workers.items()}
     record_finished()
     print(f"[gpu_shard] tables: {len(recorded)} of {len(stages)} stages finished and recorded", flush=True)

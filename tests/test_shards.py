@@ -1,7 +1,10 @@
 """Shards: the order one lease runs a shard's stages, and merging a shard's results into this checkout."""
 
 import io
+import subprocess
+import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -141,3 +144,48 @@ def test_a_runners_stages_record_how_many_share_the_gpu(monkeypatch):
     monkeypatch.setenv(SHARED_ENV, "0")
     with pytest.raises(DiffbenchError, match="DIFFBENCH_GPU_SHARED_BY='0': must be a whole number >= 1"):
         gpu_shared_by()
+
+
+def test_the_models_group_resolves_every_stage_command_with_one_dvc_index(tmp_path, monkeypatch):
+    """One DVC index for the whole group (was one per stage, each parsing every foreach of dvc.yaml)."""
+    import scripts.gpu_shard as gpu_shard
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(gpu_shard, "LOGS", tmp_path)
+    asked = []
+
+    def fake_commands(stages):
+        asked.append(list(stages))
+        return {stage: "true" for stage in stages}
+
+    committed = []
+    monkeypatch.setattr(gpu_shard, "stage_commands", fake_commands)
+    monkeypatch.setattr(gpu_shard.subprocess, "run", lambda command, **kwargs: committed.append(command))
+    chains = [["train@a"], ["classifier@d", "reference@d"]]
+    assert gpu_shard.side_by_side(chains, time.time() + 60) == 0
+    assert asked == [["train@a", "classifier@d", "reference@d"]]
+    assert len(committed) == 1 and committed[0][:3] == ["dvc", "commit", "--force"]
+    assert sorted(committed[0][3:]) == ["classifier@d", "reference@d", "train@a"]
+
+
+def test_the_tables_group_ends_with_its_runners_not_at_the_next_commit(tmp_path, monkeypatch):
+    """Its wait polls every POLL_S and commits every COMMIT_EVERY_S: it no longer sleeps up to 30 s past the
+    runners' end, and what they finished is recorded once they have ended."""
+    import scripts.gpu_shard as gpu_shard
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(gpu_shard, "LOGS", tmp_path)
+
+    def fake_launch(command, log, env=None):  # a runner that finishes its one stage at once
+        done = command[command.index("--done") + 1]
+        return subprocess.Popen([sys.executable, "-c", f"open({done!r}, 'a').write('score@m.r\\n')"])
+
+    sleeps, committed = [], []
+    real_sleep = time.sleep
+    monkeypatch.setattr(gpu_shard, "launch", fake_launch)
+    monkeypatch.setattr(gpu_shard.time, "sleep", lambda s: (sleeps.append(s), real_sleep(0.05)))
+    monkeypatch.setattr(gpu_shard.subprocess, "run",
+                        lambda command, **kwargs: (committed.append(command), subprocess.CompletedProcess(command, 0))[1])
+    assert gpu_shard.runners(["score@m.r"], 1, time.time() + 3600) == 0
+    assert sleeps and max(sleeps) <= gpu_shard.POLL_S < gpu_shard.COMMIT_EVERY_S
+    assert committed[-1] == ["dvc", "commit", "--force", "score@m.r"]
