@@ -184,6 +184,16 @@ def sampling_section(results: dict) -> list[str]:
                 f"| {gpu} | {entry['dataset']} | {r['run']} | {scale_text(r['guidance'])} | {r['batch']} | {r['images']} | "
                 f"{r['nfe']} | {r['images_per_s']:.1f} | {r['image_steps_per_s']:.0f} | {r['share_of_ddim50']:.1%} | "
                 f"{cell(r['tflops_per_second'], '.1f')} | {cell(r['mfu'], '.1%')} |")
+    variants = [(e["dataset"], v) for e in sampling["datasets"] for v in e.get("variants", [])]
+    if variants:
+        lines += ["", "Variants: the DDIM-50 row with one setting changed (its own model and compile), as a multiple "
+                  "of the params row measured in the same run. A variant becomes a params setting only after it "
+                  "shows here:", "",
+                  "| GPU | dataset | variant | batch | img/s | image-steps/s | × params row | start-up s |",
+                  "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+        lines += [f"| {gpu} | {dataset} | {v['variant']} | {v['batch']} | {v['images_per_s']:.1f} | "
+                  f"{v['image_steps_per_s']:.0f} | {v['times_params_row']:.2f}× | {v['startup_seconds']:.0f} |"
+                  for dataset, v in variants]
     lines += [""] + [f"- {e['dataset']}: {e['parameters'] / 1e6:.1f}M parameters, {e['forward_gflops_per_image']:.2f} "
                      f"GFLOP per forward, compile {e['compile']}, bf16 {e['bf16']}, start-up {e['startup_seconds']:.0f} s"
                      for e in sampling["datasets"]]

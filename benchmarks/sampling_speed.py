@@ -28,6 +28,7 @@ from diffbench.unet import UNet, UNetConfig
 from kernel_profile import profile_calls
 
 SCHEDULE = "linear"
+VARIANT_KEYS = {"channels_last": bool}  # what a --sample-variants row may change (arguments of pipeline_model)
 WARMUP_STEPS = 2
 PROFILE_STEPS = 5  # DDIM steps per profiled call: the per-batch noise draw stays a small part
 
@@ -51,18 +52,25 @@ def planned_runs(params: Params, cfg_scale: float, batches: int) -> list[Run]:
     if passes_per_evaluation(cfg_scale) != 2:
         raise SystemExit(f"--cfg-scale {cfg_scale}: must be a guided pair (>= 0, not 1)")
     timesteps = params.timesteps
-    return [Run("DDIM-50", "ddim", 50, guidance, batches), Run("DDIM-10", "ddim", 10, guidance, batches),
+    return [reference_run(params, batches), Run("DDIM-10", "ddim", 10, guidance, batches),
             Run(f"DDPM-{timesteps}", "ddpm", timesteps, guidance, 1),
             Run(f"DDIM-50 CFG {cfg_scale:g}", "ddim", 50, cfg_scale, batches)]
 
 
-def pipeline_model(params: Params, dataset: str, device: torch.device) -> LoadedModel:
-    """The dataset's U-Net with random weights, ready to sample as the generate stage samples."""
+def reference_run(params: Params, batches: int) -> Run:
+    """DDIM-50 at params ``sampling.guidance``: the rate every other row (and every variant) is related to."""
+    return Run("DDIM-50", "ddim", 50, params.section("sampling")["guidance"], batches)
+
+
+def pipeline_model(params: Params, dataset: str, device: torch.device, channels_last: bool = False) -> LoadedModel:
+    """The dataset's U-Net with random weights, ready to sample as the generate stage samples (``channels_last``:
+    the sampling variant of ``prepare_model``)."""
     height, _, channels = IMAGE_SHAPES[dataset]
     config = UNetConfig.from_params(params.section("architectures")[dataset], height, channels, NUM_CLASSES)
     torch.manual_seed(params.seed)
     schedule = NoiseSchedule.named(SCHEDULE, params.timesteps)
-    return prepare_model(UNet(config), schedule, device, params.section("sampling")["compile"])
+    return prepare_model(UNet(config), schedule, device, params.section("sampling")["compile"],
+                         channels_last=channels_last)
 
 
 @contextmanager
@@ -134,3 +142,17 @@ def measure_dataset(params: Params, dataset: str, device: torch.device, device_n
               "bf16": params.section("sampling")["bf16"] and device.type == "cuda", "startup_seconds": startup,
               "rows": rows}
     return result | ({"profile": profile} if profile else {})
+
+
+def measure_variant(params: Params, dataset: str, device: torch.device, device_name: str, batch: int, batches: int,
+                    peak: float | None, variant: dict, params_row: dict) -> dict:
+    """The DDIM-50 row of ``dataset`` with ``variant`` changed (its own model and compile), as a multiple of
+    ``params_row``, the params.yaml DDIM-50 row measured in the same run."""
+    fresh_compiler()
+    model = pipeline_model(params, dataset, device, **variant)
+    run = reference_run(params, batches)
+    with generate_stage_backends():
+        startup = sample(model, params, "ddim", WARMUP_STEPS, run.guidance, batch, 1, "benchmark warm-up").seconds
+        row = time_run(model, params, run, batch, forward_flops(model.net.config), device_name, peak)
+    return row | {"variant": variant, "startup_seconds": startup,
+                  "times_params_row": row["image_steps_per_s"] / params_row["image_steps_per_s"]}

@@ -71,6 +71,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--train-batch", type=int, help="override training.<dataset>.batch_size")
     parser.add_argument("--train-variants", nargs="+", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
                         help=f"extra diffbench rows with these training settings; keys: {', '.join(VARIANT_KEYS)}")
+    parser.add_argument("--sample-variants", nargs="+", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
+                        help="extra DDIM-50 rows of the generate path with these settings; keys: "
+                             f"{', '.join(sampling_speed.VARIANT_KEYS)}")
     parser.add_argument("--warmup-steps", type=int)
     parser.add_argument("--train-steps", type=int)
     parser.add_argument("--sample-batch", type=int, help="override sampling.batch_size")
@@ -106,21 +109,20 @@ def listed(value: str, allowed: tuple[str, ...] | dict, flag: str) -> list[str]:
     return items
 
 
-def parse_variant(text: str) -> dict:
-    """``channels_last=true,batch_size=1024`` → typed training overrides; one line naming the flag otherwise."""
+def parse_variant(text: str, keys: dict = VARIANT_KEYS, flag: str = "--train-variants") -> dict:
+    """``channels_last=true,batch_size=1024`` → typed overrides of ``keys``; one line naming the flag otherwise."""
     variant = {}
     for item in text.split(","):
         key, _, value = item.partition("=")
-        if key not in VARIANT_KEYS or not value:
-            raise SystemExit(f"--train-variants {text!r}: {item!r} is not KEY=VALUE with KEY one of "
-                             f"{', '.join(VARIANT_KEYS)}")
-        kind = VARIANT_KEYS[key]
+        if key not in keys or not value:
+            raise SystemExit(f"{flag} {text!r}: {item!r} is not KEY=VALUE with KEY one of {', '.join(keys)}")
+        kind = keys[key]
         if kind is bool and value.lower() in ("true", "false"):
             variant[key] = value.lower() == "true"
         elif kind is int and value.isdigit() and int(value) > 0:
             variant[key] = int(value)
         else:
-            raise SystemExit(f"--train-variants {text!r}: {key} must be {'true or false' if kind is bool else 'an integer >= 1'}, "
+            raise SystemExit(f"{flag} {text!r}: {key} must be {'true or false' if kind is bool else 'an integer >= 1'}, "
                              f"got {value!r}")
     return variant
 
@@ -137,6 +139,8 @@ def check_args(args: argparse.Namespace) -> argparse.Namespace:
     args.libraries = listed(args.libraries, LIBRARIES, "--libraries")
     args.modes = listed(args.modes, MODES, "--modes")
     args.train_variants = [parse_variant(text) for text in args.train_variants]
+    args.sample_variants = [parse_variant(text, sampling_speed.VARIANT_KEYS, "--sample-variants")
+                            for text in args.sample_variants]
     if bool(args.metrics_train) != bool(args.metrics_test):
         raise SystemExit("--metrics-train and --metrics-test go together")
     for flag in ("warmup_steps", "train_steps", "sample_batches", "profile_steps", "metrics_n"):
@@ -258,6 +262,13 @@ def sampling_part(params: Params, args: argparse.Namespace, profiles: dict) -> d
         for row in entry["rows"]:
             print(f"{args.gpu} | sample {dataset:12s} | {row['run']:14s} | {row['images_per_s']:8.1f} img/s | "
                   f"{row['image_steps_per_s']:9.0f} image-steps/s | {row['share_of_ddim50']:.1%} of DDIM-50", flush=True)
+        for variant in args.sample_variants:
+            row = sampling_speed.measure_variant(params, dataset, device, args.gpu, batch, args.sample_batches,
+                                                 args.peak, variant, entry["rows"][0])
+            row["variant"] = variant_text(variant)
+            entry.setdefault("variants", []).append(row)
+            print(f"{args.gpu} | sample {dataset:12s} | DDIM-50 + {row['variant']} | {row['images_per_s']:8.1f} img/s | "
+                  f"{row['times_params_row']:.2f}x the params row", flush=True)
     diffusers = []
     if "diffusers" in args.libraries and args.with_diffusers and "cifar10-jpeg" in args.datasets:
         height, width, channels = IMAGE_SHAPES["cifar10-jpeg"]

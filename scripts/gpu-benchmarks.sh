@@ -7,7 +7,8 @@
 #   1. prepare cifar10-jpeg and mnist (the metric part times the cifar10-jpeg splits);
 #   2. benchmarks/throughput.py --parts training --profile, with the variants of $TRAIN_VARIANTS (default
 #      channels_last=true) beside the params.yaml rows;
-#   3. benchmarks/throughput.py --parts sampling,metrics --profile;
+#   3. benchmarks/throughput.py --parts sampling,metrics --profile, with the DDIM-50 variants of $SAMPLE_VARIANTS
+#      (default channels_last=true) beside the params rows;
 #   4. both merged into OUT_DIR/performance.{json,md};
 #   5. benchmarks/recipe.py (issue 10's command), cut at END_EPOCH (seconds since 1970; default: 570 s
 #      after it starts): it rewrites its JSON, table and plot after every evaluation point, so a cut run
@@ -30,7 +31,8 @@ stamp "training part"
 python benchmarks/throughput.py --parts training --profile --train-variants ${TRAIN_VARIANTS:-channels_last=true} \
   --out "$out/training.json"
 stamp "sampling and metrics parts"
-python benchmarks/throughput.py --parts sampling,metrics --profile --metrics-train data/cifar10-jpeg/train.npz \
+python benchmarks/throughput.py --parts sampling,metrics --profile --sample-variants ${SAMPLE_VARIANTS:-channels_last=true} \
+  --metrics-train data/cifar10-jpeg/train.npz \
   --metrics-test data/cifar10-jpeg/test.npz --out "$out/sampling.json"
 parts=(); for f in "$out/training.json" "$out/sampling.json"; do [[ -f $f ]] && parts+=("$f"); done
 [[ ${#parts[@]} -gt 0 ]] && python benchmarks/throughput.py --from-json "${parts[@]}" \

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory, one_torch_thread) -> tuple[dict, str]:
     out = tmp_path_factory.mktemp("throughput")
-    throughput.main(["--smoke", "--profile", "--train-variants", "batch_size=2",
+    throughput.main(["--smoke", "--profile", "--train-variants", "batch_size=2", "--sample-variants", "channels_last=true",
                      "--params", str(ROOT / "profiles" / "quick" / "params.yaml"),
                      "--peak-tflops", str(PEAK_TFLOPS), "--out", str(out / "performance.json"),
                      "--markdown", str(out / "performance.md")])
@@ -62,6 +62,24 @@ def test_variant_rows_sit_beside_the_params_rows_and_never_stand_in_for_them(smo
     for dataset in ("cifar10-jpeg", "mnist"):
         assert f"training step, {dataset} U-Net (eager, batch 4)" in titles
         assert f"training step, {dataset} U-Net (eager, batch_size=2, batch 2)" in titles
+
+
+def test_sampling_variants_are_related_to_the_params_ddim50_row_of_the_same_run(smoke):
+    results, markdown = smoke
+    for entry in results["sampling"]["datasets"]:
+        (row,) = entry["variants"]
+        params_row = entry["rows"][0]
+        assert params_row["run"] == row["run"] == "DDIM-50" and row["variant"] == "channels_last=true"
+        assert row["times_params_row"] == pytest.approx(row["image_steps_per_s"] / params_row["image_steps_per_s"])
+        assert (f"| {entry['dataset']} | channels_last=true | 4 | {row['images_per_s']:.1f} | "
+                f"{row['image_steps_per_s']:.0f} | {row['times_params_row']:.2f}× |") in markdown
+
+
+def test_a_sampling_variant_with_a_training_key_fails_in_one_line():
+    with pytest.raises(SystemExit) as error:
+        throughput.parse_args(["--smoke", "--sample-variants", "batch_size=2"])
+    assert str(error.value) == ("--sample-variants 'batch_size=2': 'batch_size=2' is not KEY=VALUE with KEY one of "
+                                "channels_last")
 
 
 @pytest.mark.parametrize("text, message", [
