@@ -214,3 +214,18 @@ def test_smoke_run_on_the_cpu_writes_a_row_per_recipe_ema_and_point(toy):
     markdown = (toy / "out" / "recipe.md").read_text()
     assert markdown.count("| lr=") == 4 and "Chosen: **" in markdown and "python benchmarks/recipe.py" in markdown
     assert (toy / "out" / "recipe.png").stat().st_size > 0
+
+
+def test_default_outputs_lie_outside_what_the_report_stage_clears():
+    """`dvc repro` deletes a stage's outputs before it runs: a recipe plot in reports/plots/ was lost so."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    outs = [next(iter(out)) if isinstance(out, dict) else out
+            for key in ("outs", "metrics", "plots")
+            for out in yaml.safe_load((root / "dvc.yaml").read_text())["stages"]["report"].get(key, [])]
+    assert "reports/plots" in outs
+    args = recipe.parser().parse_args(["--dataset", "mnist", "--schedule", "cosine"])
+    paths = recipe.output_paths(args)
+    for path in (paths.json, paths.markdown, paths.plot):
+        assert not any(path == Path(out) or Path(out) in path.parents for out in outs), path
