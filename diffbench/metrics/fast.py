@@ -134,10 +134,14 @@ def _trace_sqrt(grams: torch.Tensor) -> torch.Tensor:
     return torch.linalg.eigvalsh(grams).clamp(min=0).sqrt().sum(-1)
 
 
-def reference_statistics(ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, covariance) of reference features in float64, as FID uses them."""
-    ref64 = _features(ref, "reference").astype(np.float64)
-    return ref64.mean(0), np.cov(ref64, rowvar=False)
+def reference_statistics(ref: np.ndarray, device=None) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, covariance) of reference features in float64, as FID uses them, computed on the metric device
+    (np.cov of 10k × 2048 took 1.7 s of two CPU cores per score; one float64 GEMM on a GPU)."""
+    ref64 = torch.as_tensor(_features(ref, "reference"), dtype=torch.float64, device=metric_device(device))
+    mu = ref64.mean(0)
+    centred = ref64 - mu
+    sigma = centred.T @ centred / (len(ref64) - 1)
+    return mu.cpu().numpy(), sigma.cpu().numpy()
 
 
 def fid_fast(gen: np.ndarray, ref_mu: np.ndarray, ref_sigma: np.ndarray, *, route: str = "auto", device=None) -> float:

@@ -182,3 +182,14 @@ def test_every_statistic_of_many_subsets_equals_the_statistic_of_each():
     assert prc.precision_many(subsets) == pytest.approx([prc.precision(idx) for idx in subsets], abs=0)
     assert prc.recall_many(subsets) == pytest.approx([prc.recall(idx) for idx in subsets], abs=0)
     assert fid.fid_many([]).shape == kid.kid_many([]).shape == prc.recall_many([]).shape == (0,)
+
+
+def test_reference_statistics_are_numpys_mean_and_covariance():
+    ref = np.random.default_rng(3).standard_normal((300, 12)).astype(np.float32) * 5 + 2
+    mu, sigma = reference_statistics(ref)
+    ref64 = ref.astype(np.float64)
+    assert mu.dtype == sigma.dtype == np.float64
+    np.testing.assert_allclose(mu, ref64.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(sigma, np.cov(ref64, rowvar=False), rtol=1e-10, atol=1e-12)
+    with pytest.raises(DiffbenchError, match="reference features contain NaN"):
+        reference_statistics(np.full((3, 2), np.nan, dtype=np.float32))
