@@ -12,9 +12,9 @@ batch) is timed apart and left out of the rates. cuDNN autotuning is off, as in 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -64,13 +64,26 @@ def reference_run(params: Params, batches: int) -> Run:
 
 def pipeline_model(params: Params, dataset: str, device: torch.device, channels_last: bool = False) -> LoadedModel:
     """The dataset's U-Net with random weights, ready to sample as the generate stage samples (``channels_last``:
-    the sampling variant of ``prepare_model``)."""
+    the benchmark's NHWC variant of it)."""
     height, _, channels = IMAGE_SHAPES[dataset]
     config = UNetConfig.from_params(params.section("architectures")[dataset], height, channels, NUM_CLASSES)
     torch.manual_seed(params.seed)
     schedule = NoiseSchedule.named(SCHEDULE, params.timesteps)
-    return prepare_model(UNet(config), schedule, device, params.section("sampling")["compile"],
-                         channels_last=channels_last)
+    net = UNet(config)
+    if channels_last:  # NHWC weights before prepare_model moves (preserving the layout) and compiles the net
+        net = net.to(memory_format=torch.channels_last)
+    model = prepare_model(net, schedule, device, params.section("sampling")["compile"])
+    return replace(model, forward=nhwc_inputs(model.forward)) if channels_last else model
+
+
+def nhwc_inputs(forward: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """``forward`` called with its image batch in channels_last memory order (same values): with NHWC weights,
+    cuDNN's NHWC convolutions need no layout copies. A benchmark variant; not a params setting yet."""
+
+    def call(x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return forward(x.contiguous(memory_format=torch.channels_last), t, labels)
+
+    return call
 
 
 @contextmanager

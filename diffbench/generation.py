@@ -68,30 +68,12 @@ def _load_model(path: str, device: torch.device, compile_model: bool) -> LoadedM
 
 
 def prepare_model(net: UNet, schedule: NoiseSchedule, device: torch.device, compile_model: bool,
-                  file: dict | None = None, channels_last: bool = False) -> LoadedModel:
+                  file: dict | None = None) -> LoadedModel:
     """``net`` ready to sample as the generate stage samples: on ``device``, eval, frozen and, if asked,
-    compiled (static shapes, float timesteps). benchmarks/throughput.py times sampling through it.
-
-    ``channels_last`` (the benchmark's sampling variant, not yet a params setting) stores the weights and
-    feeds the inputs NHWC, so cuDNN's NHWC kernels need no layout copies around each convolution."""
+    compiled (static shapes, float timesteps). benchmarks/throughput.py times sampling through it."""
     net.to(device).eval().requires_grad_(False)
-    if channels_last:
-        net.to(memory_format=torch.channels_last)
-    forward = torch.compile(net, dynamic=False) if compile_model else net
-    if channels_last:
-        forward = nhwc_inputs(forward)
-    if compile_model:
-        forward = float_timesteps(forward)
+    forward = float_timesteps(torch.compile(net, dynamic=False)) if compile_model else net
     return LoadedModel(net=net, schedule=schedule, file=file or {}, forward=forward)
-
-
-def nhwc_inputs(forward: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
-    """``forward`` called with its image batch in channels_last memory order (same values)."""
-
-    def call(x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        return forward(x.contiguous(memory_format=torch.channels_last), t, labels)
-
-    return call
 
 
 def float_timesteps(forward: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:

@@ -153,22 +153,3 @@ def test_float_timesteps_leave_the_networks_output_unchanged(tiny_unet):
         assert torch.equal(float_timesteps(spy)(x, t, labels), tiny_unet(x, t, labels))
         assert torch.equal(float_timesteps(spy)(x, t.double(), labels), tiny_unet(x, t.double(), labels))
     assert seen == [torch.float32, torch.float32]  # one input dtype: one compiled graph for every sampler
-
-
-def test_channels_last_sampling_gives_the_same_images_with_nhwc_weights_and_inputs(tiny_unet):
-    """The benchmark's sampling variant: NHWC weights and inputs, same images (to 1/255: convolution order)."""
-    import copy
-
-    from diffbench.diffusion import NoiseSchedule
-    from diffbench.generation import prepare_model
-
-    schedule = NoiseSchedule.named("cosine", 50)
-    plain = prepare_model(copy.deepcopy(tiny_unet), schedule, torch.device("cpu"), compile_model=False)
-    nhwc = prepare_model(copy.deepcopy(tiny_unet), schedule, torch.device("cpu"), compile_model=False,
-                         channels_last=True)
-    convs = [m.weight for m in nhwc.net.modules() if isinstance(m, torch.nn.Conv2d) and m.weight.shape[1] > 1 and m.weight.shape[-1] > 1]
-    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous() for w in convs)
-    settings, seeds = make_settings("ddim", {}), list(range(5))
-    a = generate(plain, "ddim", settings, 6, seeds, 3.0, batch_size=5).images.astype(int)
-    b = generate(nhwc, "ddim", settings, 6, seeds, 3.0, batch_size=5).images.astype(int)
-    assert np.abs(a - b).max() <= 1 and (a == b).mean() > 0.99

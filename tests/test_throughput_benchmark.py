@@ -232,3 +232,28 @@ def test_interval_seconds_time_each_metric_and_the_report_tables_them():
     table = performance_report.interval_table({"n=50000": seconds | {"KID": 1.5}, "n=10000": seconds})
     assert table[3] == "| set | FID | KID | precision | recall |" and "| 1.50 |" in table[5]
     assert performance_report.interval_table({}) == []
+
+
+def test_the_channels_last_sampling_variant_gives_the_same_images_with_nhwc_weights_and_inputs(one_torch_thread):
+    """--sample-variants channels_last=true: NHWC weights and inputs, same images (to 1/255: convolution order)."""
+    import sampling_speed
+    import torch
+
+    from diffbench.config import load_params
+    from diffbench.generation import generate
+
+    params = load_params(ROOT / "profiles" / "quick" / "params.yaml")
+    params.raw["sampling"]["compile"] = False
+    plain = sampling_speed.pipeline_model(params, "mnist", torch.device("cpu"))
+    nhwc = sampling_speed.pipeline_model(params, "mnist", torch.device("cpu"), channels_last=True)
+    convs = [m.weight for m in nhwc.net.modules()
+             if isinstance(m, torch.nn.Conv2d) and m.weight.shape[1] > 1 and m.weight.shape[-1] > 1]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous() for w in convs)
+    settings, seeds = params.sampler_settings("ddim"), list(range(4))
+    a = generate(plain, "ddim", settings, 4, seeds, 3.0, batch_size=4).images.astype(int)
+    b = generate(nhwc, "ddim", settings, 4, seeds, 3.0, batch_size=4).images.astype(int)
+    assert np.abs(a - b).max() <= 1 and (a == b).mean() > 0.99
+    seen = []
+    x = torch.randn(2, 3, 4, 4)
+    out = sampling_speed.nhwc_inputs(lambda x, t, labels: (seen.append(x.is_contiguous(memory_format=torch.channels_last)), x)[1])(x, None)
+    assert seen == [True] and torch.equal(out, x)

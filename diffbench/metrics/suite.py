@@ -60,7 +60,7 @@ def fidelity_metrics(gen: dict, ref: dict, config: SuiteConfig, device=None) -> 
     n = len(gen_pool)
     subsets = half_samples(n, config.resamples, config.seed)
     out: dict = {}
-    fid = FidStatistic(gen_pool, *reference_statistics(ref_pool, device), device=device)
+    fid = FidStatistic(gen_pool, *reference_statistics(ref_pool), device=device)
     _with_interval(out, "fid", batched_interval(fid.fid(), fid.fid_many(subsets), n, config.level))
     kid = KidStatistic(gen_pool, ref_pool, config.kid_subset_size, config.kid_subsets, config.seed, device)
     kid_mean, out["kid_std"] = kid.kid()
