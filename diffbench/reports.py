@@ -134,7 +134,7 @@ def _provenance_lines(frame: pd.DataFrame, dataset: str) -> list[str]:
         + "; date(s): " + (", ".join(sorted(frame["date"].dropna().unique())) or "–"),
         "- every metric: value [95% interval]; " + ", ".join(sorted(frame["interval_method"].dropna().unique()))
         + "; class accuracy: Wilson interval; CLIP score: t-interval of the mean",
-        f"- **bold**: the best row of a column (real data excluded); {TIE}: its interval overlaps the best's "
+        f"- **bold**: the best row of a column (real data and stale rows excluded); {TIE}: its interval overlaps the best's "
         "(not significantly different)",
     ]
     lines += [line for line in [sharing_line(frame)] if line]
@@ -200,6 +200,12 @@ def _not_floor(rows: pd.DataFrame) -> pd.Series:
     return rows["method"] != FLOOR_METHOD
 
 
+def _contenders(rows: pd.DataFrame) -> pd.Series:
+    """Rows that may be marked best or tied: current runs, not the real-data floor and not stale ones
+    (a stale row's numbers are of code, params or a command the plan no longer runs)."""
+    return _not_floor(rows) & (rows["status"] == "ok")
+
+
 def nfe_rows(frame: pd.DataFrame, ablation_models: list[str]) -> pd.DataFrame:
     """(a)'s rows: every run of the ablation schedule's models (ablation and sweep tables), floor first."""
     rows = frame[(in_table(frame, "ablation", "sweep") & frame["model"].isin(ablation_models))
@@ -215,7 +221,7 @@ def steps_table(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     tail = {"ms_per_image": "ms/image", "deterministic": "deterministic?", "n_samples": "n", "device": "device",
             "status": "status"}
     raw = _raw_columns(rows, keys, list(lead), list(tail))
-    return raw, _shown(rows, keys, lead, tail, _not_floor(rows))
+    return raw, _shown(rows, keys, lead, tail, _contenders(rows))
 
 
 def _scale_label(row: pd.Series) -> str:
@@ -241,7 +247,7 @@ def cfg_table(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     lead = {"schedule": "schedule", "method": "sampler", "steps": "steps", "scale": "scale"}
     tail = {"n_samples": "n", "device": "device", "status": "status"}
     raw = _raw_columns(rows, keys, list(lead), list(tail))
-    return raw, _shown(rows, keys, lead, tail, _not_floor(rows))
+    return raw, _shown(rows, keys, lead, tail, _contenders(rows))
 
 
 GUIDANCE_KEYS = ["fid", "precision", "recall", "class_accuracy", "classifier_fid"]
@@ -269,7 +275,7 @@ def guidance_table(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     tail = {"network_passes": "U-Net passes/image", "classifier_passes": "classifier fwd+bwd/image",
             "ms_per_image": "ms/image", "n_samples": "n", "device": "device", "status": "status"}
     raw = _raw_columns(rows, keys, list(lead), list(tail))
-    return raw, _shown(rows, keys, lead, tail, None)
+    return raw, _shown(rows, keys, lead, tail, _contenders(rows))
 
 
 def plot_guidance_tradeoff(frame: pd.DataFrame, path: Path, dataset: str) -> None:
@@ -307,7 +313,7 @@ def schedules_table(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     shown = pd.DataFrame("–", index=order, columns=schedules)
     for label in order:
         group = rows[rows["run_label"] == label].set_index("schedule")
-        shown.loc[label, group.index] = interval_cells(group, "fid").values
+        shown.loc[label, group.index] = interval_cells(group, "fid", _contenders(group)).values
     raw = pd.concat({"fid" + suffix: rows.pivot_table(index="run_label", columns="schedule", values="fid" + suffix,
                                                        aggfunc="first").reindex(index=order, columns=schedules)
                      for suffix in ("", "_lo", "_hi")}, axis=1)

@@ -143,3 +143,15 @@ def test_ms_per_image_says_how_many_runners_shared_the_gpu():
     assert "1 stage runner(s) sharing the GPU; 4 stage runner(s)" in line
     assert "sharing not recorded for 1 row(s)" in line  # the untimed row (real data) is not counted
     assert sharing_line(pd.DataFrame({"seconds_per_image": [None], "gpu_shared_by": [None]})) is None
+
+
+def test_a_stale_row_is_never_marked_best_or_tied():
+    """Its numbers are of code, params or a command the plan no longer runs (e.g. DDIM η=1 at n=5k)."""
+    from diffbench.reports import _contenders, interval_cells
+
+    rows = pd.DataFrame({"fid": [10.0, 20.0, 21.0, 40.0], "fid_lo": [9.0, 19.0, 20.0, 39.0],
+                         "fid_hi": [11.0, 21.0, 22.0, 41.0], "method": ["DDIM η=1", "DDIM η=0", "DDPM", "DDIM η=0"],
+                         "status": ["stale (command changed)", "ok", "ok", "ok"]})
+    cells = interval_cells(rows, "fid", _contenders(rows))
+    assert list(cells) == ["10.00 [9.00, 11.00]", "**20.00 [19.00, 21.00]**", "≈ 21.00 [20.00, 22.00]",
+                           "40.00 [39.00, 41.00]"]
