@@ -167,5 +167,5 @@ def measure_variant(params: Params, dataset: str, device: torch.device, device_n
     with generate_stage_backends():
         startup = sample(model, params, "ddim", WARMUP_STEPS, run.guidance, batch, 1, "benchmark warm-up").seconds
         row = time_run(model, params, run, batch, forward_flops(model.net.config), device_name, peak)
-    return row | {"variant": variant, "startup_seconds": startup,
+    return row | {"startup_seconds": startup,
                   "times_params_row": row["image_steps_per_s"] / params_row["image_steps_per_s"]}

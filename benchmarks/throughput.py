@@ -264,8 +264,7 @@ def sampling_part(params: Params, args: argparse.Namespace, profiles: dict) -> d
                   f"{row['image_steps_per_s']:9.0f} image-steps/s | {row['share_of_ddim50']:.1%} of DDIM-50", flush=True)
         for variant in args.sample_variants:
             row = sampling_speed.measure_variant(params, dataset, device, args.gpu, batch, args.sample_batches,
-                                                 args.peak, variant, entry["rows"][0])
-            row["variant"] = variant_text(variant)
+                                                 args.peak, variant, entry["rows"][0]) | {"variant": variant_text(variant)}
             entry.setdefault("variants", []).append(row)
             print(f"{args.gpu} | sample {dataset:12s} | DDIM-50 + {row['variant']} | {row['images_per_s']:8.1f} img/s | "
                   f"{row['times_params_row']:.2f}x the params row", flush=True)

@@ -62,7 +62,7 @@ class Lock:
         self.folder = Path(folder)
         path = self.folder / "dvc.lock"
         self.exists = path.is_file()
-        self.stages: dict = (yaml.safe_load(path.read_text()) or {}).get("stages", {}) if self.exists else {}
+        self.stages: dict = _read_yaml(path).get("stages", {})
         self._md5: dict[Path, str] = {}
         self._dvc_yaml = _read_yaml(self.folder / "dvc.yaml")
         self._vars: dict = {}
