@@ -15,14 +15,15 @@ from torch.profiler import ProfilerActivity, profile
 OTHER = "other"
 # (category, name fragments), first match wins; names are compared in lower case. Inductor's fused Triton
 # kernels (triton_poi_/triton_per_/triton_red_) are named after the ops they fuse, so a fused bias add of a
-# convolution ("triton_poi_fused_convolution_0") is elementwise work: see ``category``.
+# convolution ("triton_poi_fused_convolution_0") is elementwise work: see ``category``. cuDNN's
+# "wgrad_indexed_implicit_gemm" is a convolution, not an index copy (it was counted as a copy until 2026-12-03).
 RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("optimizer/EMA", ("adam", "foreach", "lerp", "multi_tensor", "ema_")),
     ("attention", ("flash", "fmha", "attention", "softmax", "sdpa", "bmm")),  # bmm: only attention has batched GEMMs
     ("normalisation", ("group_norm", "groupnorm", "layer_norm", "layernorm", "batch_norm", "native_norm",
                        "welford")),
     ("copies", ("memcpy", "memset", "copy", "nchwtonhwc", "nhwctonchw", "transpose", "clone", "contiguous",
-                "aten::cat", "cat_", "index", "gather", "scatter")),
+                "aten::cat", "cat_", "aten::index", "index_", "indexfunc", "gather", "scatter")),
     ("convolution", ("conv", "gemm", "xmma", "cutlass", "cudnn", "wgrad", "dgrad", "fprop", "implicit",
                      "aten::mm", "addmm", "matmul", "triton_tem")),
     ("elementwise/activation", ("elementwise", "vectorized", "triton_", "silu", "gelu", "sigmoid", "add", "mul",

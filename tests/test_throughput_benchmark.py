@@ -171,6 +171,9 @@ def test_from_json_merges_parts_of_several_runs(smoke, tmp_path):
     ("aten::_foreach_lerp_", "optimizer/EMA"),
     ("Memcpy DtoD (Device -> Device)", "copies"),
     ("void cudnn::ops::nchwToNhwcKernel<__nv_bfloat16>", "copies"),
+    ("sm90_xmma_wgrad_indexed_implicit_gemm_bf16bf16_bf16f32_f32_nhwckrsc_nhwc_tilesize128x128x64", "convolution"),
+    ("void at::native::index_elementwise_kernel<128, 4>", "copies"),
+    ("aten::index_select", "copies"),
     ("aten::empty_strided", "other"),
 ])
 def test_categories_of_known_kernel_names(name, expected):
