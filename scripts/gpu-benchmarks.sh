@@ -41,7 +41,7 @@ parts=(); for f in "$out/training.json" "$out/sampling.json"; do [[ -f $f ]] && 
 recipe_seconds=570
 [[ -n $end_epoch ]] && recipe_seconds=$(( end_epoch - $(date +%s) < 570 ? end_epoch - $(date +%s) : 570 ))
 stamp "recipe comparison (at most $recipe_seconds s)"
-timeout "$recipe_seconds" python benchmarks/recipe.py --dataset cifar10-jpeg --schedule linear \
+timeout -k 30 "$recipe_seconds" python benchmarks/recipe.py --dataset cifar10-jpeg --schedule linear \
   --recipes "lr=1e-3,batch=512" --ema 0.99 0.995 0.999 \
   --images 3072000 --eval-every 768000 --n 2000 --steps 50 --out "$out/recipe_cifar10-jpeg.json"
 stamp "benchmarks ended (recipe exit $?)"
