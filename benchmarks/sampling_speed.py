@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
+import inductor_levers
 from bench_common import IMAGE_SHAPES, NUM_CLASSES, fresh_compiler
 from diffbench.config import Params
 from diffbench.diffusion import NoiseSchedule
@@ -28,7 +29,8 @@ from diffbench.unet import UNet, UNetConfig
 from kernel_profile import profile_calls
 
 SCHEDULE = "linear"
-VARIANT_KEYS = {"channels_last": bool}  # what a --sample-variants row may change (arguments of pipeline_model)
+# what a --sample-variants row may change: pipeline_model's NHWC option, the batch, inductor's levers
+VARIANT_KEYS = {"channels_last": bool, "batch_size": int} | inductor_levers.KEYS
 WARMUP_STEPS = 2
 PROFILE_STEPS = 5  # DDIM steps per profiled call: the per-batch noise draw stays a small part
 
@@ -160,11 +162,14 @@ def measure_dataset(params: Params, dataset: str, device: torch.device, device_n
 def measure_variant(params: Params, dataset: str, device: torch.device, device_name: str, batch: int, batches: int,
                     peak: float | None, variant: dict, params_row: dict) -> dict:
     """The DDIM-50 row of ``dataset`` with ``variant`` changed (its own model and compile), as a multiple of
-    ``params_row``, the params.yaml DDIM-50 row measured in the same run."""
+    ``params_row``, the params.yaml DDIM-50 row measured in the same run (in image-steps/s, so a variant with
+    another ``batch_size`` times as many images)."""
     fresh_compiler()
-    model = pipeline_model(params, dataset, device, **variant)
+    options, levers = inductor_levers.split(variant)
+    batch = options.pop("batch_size", batch)
     run = reference_run(params, batches)
-    with generate_stage_backends():
+    with generate_stage_backends(), inductor_levers.patched(levers):
+        model = pipeline_model(params, dataset, device, **options)
         startup = sample(model, params, "ddim", WARMUP_STEPS, run.guidance, batch, 1, "benchmark warm-up").seconds
         row = time_run(model, params, run, batch, forward_flops(model.net.config), device_name, peak)
     return row | {"startup_seconds": startup,

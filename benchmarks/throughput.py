@@ -39,6 +39,7 @@ BENCHMARKS = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCHMARKS))  # the sibling modules, also when imported from elsewhere (tests)
 
 import diffusers_baseline  # noqa: E402
+import inductor_levers  # noqa: E402
 import performance_report  # noqa: E402
 import sampling_speed  # noqa: E402
 from bench_common import IMAGE_SHAPES, NUM_CLASSES, fresh_compiler, synchronize  # noqa: E402
@@ -53,7 +54,8 @@ from kernel_profile import profile_calls  # noqa: E402
 PARTS = ("training", "sampling", "metrics")
 LIBRARIES = ("diffbench", "diffusers")
 MODES = ("eager", "compile")
-VARIANT_KEYS = {"channels_last": bool, "batch_size": int}  # training settings a --train-variants row may change
+# what a --train-variants row may change: training settings, and inductor's levers (inductor_levers.py)
+VARIANT_KEYS = {"channels_last": bool, "batch_size": int} | inductor_levers.KEYS
 # Full-size defaults, and the --smoke run's (CPU, quick profile, a few steps); a flag given explicitly wins.
 FULL = {"params": "params.yaml", "device": "cuda", "modes": "eager,compile", "warmup_steps": 10, "train_steps": 100,
         "train_batch": None, "sample_batch": None, "sample_batches": 2, "profile_steps": 5, "pool": 50_000}
@@ -195,8 +197,9 @@ def measure_training(params: Params, library: str, dataset: str, mode: str, args
     shape = IMAGE_SHAPES[dataset]
     ctx = distributed.Context(rank=0, world_size=1, device=torch.device(args.device))
     fresh_compiler()
+    settings, levers = inductor_levers.split(variant)
     overrides = ({"compile": mode == "compile"} | ({"batch_size": args.train_batch} if args.train_batch else {})
-                 | (variant or {}))
+                 | settings)
     network = diffusers_baseline.DiffusersEps() if library == "diffusers" else None
     trainer = make_trainer(params, dataset, "linear", shape, NUM_CLASSES, ctx, "benchmark", model=network,
                            overrides=overrides)
@@ -209,13 +212,14 @@ def measure_training(params: Params, library: str, dataset: str, mode: str, args
            "parameters": count_parameters(trainer.model),
            "forward_gflops_per_image": flops / 1e9}
     images, labels = train_pool(shape, args.pool, ctx.device)
-    row |= time_training(trainer, images, labels, args.warmup_steps, args.train_steps)
-    rate = row["train_images_per_s"]
-    row |= {f"train_{k}": v for k, v in utilisation(rate, flops, args.gpu, peak=args.peak).items()}
-    if args.profile and (library, mode) == ("diffbench", pipeline_mode(params, dataset)):
-        settings = ", ".join([mode, *([row["variant"]] if variant else []), f"batch {trainer.config.batch_size}"])
-        title = f"training step, {dataset} U-Net ({settings})"
-        profiles[title] = profile_training(trainer, images, labels, args.profile_steps)
+    with inductor_levers.patched(levers):  # compiled in the warm-up steps, replayed in the timed ones
+        row |= time_training(trainer, images, labels, args.warmup_steps, args.train_steps)
+        rate = row["train_images_per_s"]
+        row |= {f"train_{k}": v for k, v in utilisation(rate, flops, args.gpu, peak=args.peak).items()}
+        if args.profile and (library, mode) == ("diffbench", pipeline_mode(params, dataset)):
+            described = ", ".join([mode, *([row["variant"]] if variant else []), f"batch {trainer.config.batch_size}"])
+            title = f"training step, {dataset} U-Net ({described})"
+            profiles[title] = profile_training(trainer, images, labels, args.profile_steps)
     del trainer, images, labels
     torch.backends.cudnn.benchmark = False  # the Trainer turned it on; the next part starts from the default
     if ctx.device.type == "cuda":

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory, one_torch_thread) -> tuple[dict, str]:
     out = tmp_path_factory.mktemp("throughput")
-    throughput.main(["--smoke", "--profile", "--train-variants", "batch_size=2", "--sample-variants", "channels_last=true",
+    throughput.main(["--smoke", "--profile", "--train-variants", "batch_size=2,cudagraphs=true", "--sample-variants",
+                     "channels_last=true", "batch_size=2,coordinate_descent=true",
                      "--params", str(ROOT / "profiles" / "quick" / "params.yaml"),
                      "--peak-tflops", str(PEAK_TFLOPS), "--out", str(out / "performance.json"),
                      "--markdown", str(out / "performance.md")])
@@ -51,41 +52,45 @@ def test_variant_rows_sit_beside_the_params_rows_and_never_stand_in_for_them(smo
     results, markdown = smoke
     rows = results["training"]["rows"]
     variants = [r for r in rows if r["variant"]]
+    variant = "batch_size=2,cudagraphs=true"
     assert [(r["library"], r["dataset"], r["variant"], r["train_batch"]) for r in variants] == [
-        ("diffbench", "cifar10-jpeg", "batch_size=2", 2), ("diffbench", "mnist", "batch_size=2", 2)]
+        ("diffbench", "cifar10-jpeg", variant, 2), ("diffbench", "mnist", variant, 2)]
     for row in variants:
         base = performance_report.training_row(results, "diffbench", row["dataset"])
         assert base["variant"] is None and base["train_batch"] == 4
         ratio = row["train_images_per_s"] / base["train_images_per_s"]
-        assert "| eager + batch_size=2 | " in markdown and f"({ratio:.2f}× params)" in markdown
+        assert f"| eager + {variant} | " in markdown and f"({ratio:.2f}× params)" in markdown
     titles = list(results["profile"])  # every dataset's pipeline-mode step is profiled, variants too
     for dataset in ("cifar10-jpeg", "mnist"):
         assert f"training step, {dataset} U-Net (eager, batch 4)" in titles
-        assert f"training step, {dataset} U-Net (eager, batch_size=2, batch 2)" in titles
+        assert f"training step, {dataset} U-Net (eager, {variant}, batch 2)" in titles
 
 
 def test_sampling_variants_are_related_to_the_params_ddim50_row_of_the_same_run(smoke):
     results, markdown = smoke
     for entry in results["sampling"]["datasets"]:
-        (row,) = entry["variants"]
         params_row = entry["rows"][0]
-        assert params_row["run"] == row["run"] == "DDIM-50" and row["variant"] == "channels_last=true"
-        assert row["times_params_row"] == pytest.approx(row["image_steps_per_s"] / params_row["image_steps_per_s"])
-        assert (f"| {entry['dataset']} | channels_last=true | 4 | {row['images_per_s']:.1f} | "
-                f"{row['image_steps_per_s']:.0f} | {row['times_params_row']:.2f}× |") in markdown
+        assert [(row["variant"], row["batch"]) for row in entry["variants"]] == [
+            ("channels_last=true", 4), ("batch_size=2,coordinate_descent=true", 2)]
+        for row in entry["variants"]:
+            assert params_row["run"] == row["run"] == "DDIM-50"
+            assert row["times_params_row"] == pytest.approx(row["image_steps_per_s"] / params_row["image_steps_per_s"])
+            assert (f"| {entry['dataset']} | {row['variant']} | {row['batch']} | {row['images_per_s']:.1f} | "
+                    f"{row['image_steps_per_s']:.0f} | {row['times_params_row']:.2f}× |") in markdown
 
 
-def test_a_sampling_variant_with_a_training_key_fails_in_one_line():
+def test_a_sampling_variant_with_an_unknown_key_fails_in_one_line():
     with pytest.raises(SystemExit) as error:
-        throughput.parse_args(["--smoke", "--sample-variants", "batch_size=2"])
-    assert str(error.value) == ("--sample-variants 'batch_size=2': 'batch_size=2' is not KEY=VALUE with KEY one of "
-                                "channels_last")
+        throughput.parse_args(["--smoke", "--sample-variants", "lr=0.1"])
+    assert str(error.value) == ("--sample-variants 'lr=0.1': 'lr=0.1' is not KEY=VALUE with KEY one of "
+                                "channels_last, batch_size, coordinate_descent, max_autotune, cudagraphs")
 
 
 @pytest.mark.parametrize("text, message", [
     ("channels_last=yes", "channels_last must be true or false, got 'yes'"),
     ("batch_size=0", "batch_size must be an integer >= 1, got '0'"),
-    ("lr=0.1", "'lr=0.1' is not KEY=VALUE with KEY one of channels_last, batch_size"),
+    ("lr=0.1", "'lr=0.1' is not KEY=VALUE with KEY one of channels_last, batch_size, coordinate_descent"),
+    ("cudagraphs=1", "cudagraphs must be true or false, got '1'"),
     ("channels_last", "'channels_last' is not KEY=VALUE"),
 ])
 def test_bad_variants_fail_in_one_line(text, message):
@@ -93,6 +98,25 @@ def test_bad_variants_fail_in_one_line(text, message):
         throughput.parse_variant(text)
     assert message in str(error.value) and "\n" not in str(error.value)
     assert throughput.parse_variant("channels_last=True,batch_size=1024") == {"channels_last": True, "batch_size": 1024}
+    assert throughput.parse_variant("cudagraphs=true,coordinate_descent=false") == {"cudagraphs": True,
+                                                                                      "coordinate_descent": False}
+
+
+def test_inductor_levers_hold_inside_their_row_only():
+    import inductor_levers
+    import torch._inductor.config as config
+
+    before = (config.coordinate_descent_tuning, config.max_autotune, config.max_autotune_pointwise,
+              config.triton.cudagraphs)
+    settings, levers = inductor_levers.split({"batch_size": 8, "cudagraphs": True, "max_autotune": True})
+    assert settings == {"batch_size": 8} and levers == {"cudagraphs": True, "max_autotune": True}
+    with inductor_levers.patched(levers):
+        assert config.triton.cudagraphs and config.max_autotune and config.max_autotune_pointwise
+        assert config.coordinate_descent_tuning == before[0]
+    assert (config.coordinate_descent_tuning, config.max_autotune, config.max_autotune_pointwise,
+            config.triton.cudagraphs) == before
+    with pytest.raises(ValueError, match="not one of coordinate_descent, max_autotune, cudagraphs"):
+        inductor_levers.patch_of({"fast": True})
 
 
 def test_rows_skipped_here_say_why(smoke):

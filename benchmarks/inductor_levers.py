@@ -1,0 +1,50 @@
+"""Compiler levers a benchmark variant may turn on: TorchInductor settings patched for one row only.
+
+A row of ``--train-variants`` or ``--sample-variants`` such as ``coordinate_descent=true`` compiles and
+runs its model with the setting on, beside the params row measured in the same run; the setting is
+restored afterwards, so later rows compile as the pipeline does. None of them changes what is computed,
+only how the kernels are chosen and launched:
+
+- ``coordinate_descent``: inductor tunes each generated Triton kernel's block sizes and warps by coordinate
+  descent (``coordinate_descent_tuning``), the normalisation reductions included; longer compile.
+- ``max_autotune``: inductor benchmarks Triton templates against cuDNN/cuBLAS for every convolution and
+  matmul and tunes pointwise kernels (``max_autotune``, ``max_autotune_pointwise``); much longer compile.
+- ``cudagraphs``: the compiled graphs are replayed as CUDA graphs (``triton.cudagraphs``, what
+  ``mode="reduce-overhead"`` sets): one launch per graph instead of one per kernel, for launch-bound steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch._inductor.config as inductor_config
+
+SETTINGS: dict[str, tuple[str, ...]] = {
+    "coordinate_descent": ("coordinate_descent_tuning",),
+    "max_autotune": ("max_autotune", "max_autotune_pointwise"),
+    "cudagraphs": ("triton.cudagraphs",),
+}
+KEYS = {key: bool for key in SETTINGS}  # variant keys: all take true or false
+
+
+def split(variant: dict | None) -> tuple[dict, dict]:
+    """(the variant's other settings, its inductor levers)."""
+    variant = variant or {}
+    return ({k: v for k, v in variant.items() if k not in SETTINGS},
+            {k: v for k, v in variant.items() if k in SETTINGS})
+
+
+def patch_of(levers: dict) -> dict[str, bool]:
+    """Inductor config names and values for ``levers`` (``{"cudagraphs": True}`` → ``{"triton.cudagraphs": True}``)."""
+    unknown = sorted(set(levers) - set(SETTINGS))
+    if unknown:
+        raise ValueError(f"inductor levers {unknown}: not one of {', '.join(SETTINGS)}")
+    return {name: bool(value) for key, value in levers.items() for name in SETTINGS[key]}
+
+
+@contextmanager
+def patched(levers: dict) -> Iterator[None]:
+    """Inductor compiles (and replays) with ``levers`` inside the block; its settings come back after it."""
+    with inductor_config.patch(patch_of(levers)):
+        yield
