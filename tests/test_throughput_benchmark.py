@@ -248,6 +248,31 @@ def test_metric_section_lists_extraction_variants_against_the_default():
     assert not any("TF32" in line for line in performance_report.metrics_section({"metrics": metrics}))
 
 
+@pytest.mark.filterwarnings("ignore:.*Disabling autocast")
+def test_extraction_settings_hold_inside_their_variant_only():
+    import metrics_speed
+    import torch
+
+    class Features(torch.nn.Module):  # stands in for torch-fidelity's network: returns a tuple of features
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            return (self.conv(x).mean((2, 3)),)
+
+    extractor = type("Extractor", (), {"model": Features()})()
+    flags = metrics_speed.EXTRACTION_VARIANTS["channels_last + bf16 autocast"]
+    saved = torch.backends.cudnn.benchmark
+    with metrics_speed.extraction_settings(extractor, flags):
+        assert extractor.model.conv.weight.is_contiguous(memory_format=torch.channels_last)
+        assert torch.backends.cudnn.benchmark
+        (out,) = extractor.model(torch.randn(2, 3, 8, 8))
+        assert out.dtype == torch.float32
+    assert extractor.model.conv.weight.is_contiguous() and "forward" not in vars(extractor.model)
+    assert torch.backends.cudnn.benchmark == saved
+
+
 def test_interval_seconds_time_each_metric_and_the_report_tables_them():
     import metrics_speed
 
