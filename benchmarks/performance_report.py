@@ -160,7 +160,14 @@ def training_section(results: dict) -> list[str]:
             f"{r['forward_gflops_per_image']:.2f} | {r['train_batch']} | {r['train_images_per_s']:.0f}"
             f"{versus_params(results, r)} | "
             f"{cell(r['train_tflops_per_second'], '.1f')} | {cell(r['train_mfu'], '.1%')} | {r['startup_seconds']:.0f} |")
+    lines += failed_lines([(f"{f['library']} {f['dataset']} {f['mode']} + {f['variant']}", f["error"])
+                           for f in training.get("failed_variants", [])])
     return lines + [""]
+
+
+def failed_lines(failures: list[tuple[str, str]]) -> list[str]:
+    """One line per variant that failed to compile or run, with its error: measured, not left out in silence."""
+    return ["", *[f"- variant failed: {what}: `{error}`" for what, error in failures]] if failures else []
 
 
 def sampling_section(results: dict) -> list[str]:
@@ -194,6 +201,8 @@ def sampling_section(results: dict) -> list[str]:
         lines += [f"| {gpu} | {dataset} | {v['variant']} | {v['batch']} | {v['images_per_s']:.1f} | "
                   f"{v['image_steps_per_s']:.0f} | {v['times_params_row']:.2f}× | {v['startup_seconds']:.0f} |"
                   for dataset, v in variants]
+    lines += failed_lines([(f"{e['dataset']} DDIM-50 + {f['variant']}", f["error"])
+                           for e in sampling["datasets"] for f in e.get("failed_variants", [])])
     lines += [""] + [f"- {e['dataset']}: {e['parameters'] / 1e6:.1f}M parameters, {e['forward_gflops_per_image']:.2f} "
                      f"GFLOP per forward, compile {e['compile']}, bf16 {e['bf16']}, start-up {e['startup_seconds']:.0f} s"
                      for e in sampling["datasets"]]

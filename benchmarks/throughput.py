@@ -31,6 +31,7 @@ import json
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -227,8 +228,21 @@ def measure_training(params: Params, library: str, dataset: str, mode: str, args
     return row
 
 
+def failed_or(measure: Callable[[], dict], what: dict, failed: list[dict]) -> dict | None:
+    """``measure()``; if a variant row raises, None, with ``what`` and the error's first line added to ``failed``:
+    a lever that does not compile or run here is a result, and the params rows around it still get measured."""
+    try:
+        return measure()
+    except Exception as error:  # noqa: BLE001 - any failure of the lever is reported, never hidden
+        line = (str(error).strip().splitlines() or [""])[0][:300]
+        failed.append(what | {"error": f"{type(error).__name__}: {line}"})
+        print(f"variant failed: {what} ({failed[-1]['error']})", flush=True)
+        fresh_compiler()
+        return None
+
+
 def training_part(params: Params, args: argparse.Namespace, profiles: dict) -> dict:
-    rows = []
+    rows, failed = [], []
     for dataset in args.datasets:
         for library in args.libraries:
             if library == "diffusers" and (dataset != "cifar10-jpeg" or not args.with_diffusers):
@@ -237,12 +251,19 @@ def training_part(params: Params, args: argparse.Namespace, profiles: dict) -> d
             if library == "diffbench":
                 runs += [(pipeline_mode(params, dataset), variant) for variant in args.train_variants]
             for mode, variant in runs:
-                row = measure_training(params, library, dataset, mode, args, profiles, variant)
+                if variant:
+                    row = failed_or(lambda: measure_training(params, library, dataset, mode, args, profiles, variant),
+                                    {"library": library, "dataset": dataset, "mode": mode,
+                                     "variant": variant_text(variant)}, failed)
+                    if row is None:
+                        continue
+                else:
+                    row = measure_training(params, library, dataset, mode, args, profiles, variant)
                 rows.append(row)
                 print(f"{args.gpu} | train {library:9s} | {dataset:12s} | {performance_report.mode_text(row):7s} | "
                       f"{row['train_images_per_s']:8.0f} img/s | MFU {performance_report.cell(row['train_mfu'], '.1%')} "
                       f"| start-up {row['startup_seconds']:.0f} s", flush=True)
-    return {"warmup_steps": args.warmup_steps, "train_steps": args.train_steps, "rows": rows,
+    return {"warmup_steps": args.warmup_steps, "train_steps": args.train_steps, "rows": rows, "failed_variants": failed,
             "cudnn_benchmark": not args.no_cudnn_benchmark, "peak_tflops": args.peak and args.peak / 1e12,
             "pipeline_modes": {dataset: pipeline_mode(params, dataset) for dataset in args.datasets}}
 
@@ -267,8 +288,13 @@ def sampling_part(params: Params, args: argparse.Namespace, profiles: dict) -> d
             print(f"{args.gpu} | sample {dataset:12s} | {row['run']:14s} | {row['images_per_s']:8.1f} img/s | "
                   f"{row['image_steps_per_s']:9.0f} image-steps/s | {row['share_of_ddim50']:.1%} of DDIM-50", flush=True)
         for variant in args.sample_variants:
-            row = sampling_speed.measure_variant(params, dataset, device, args.gpu, batch, args.sample_batches,
-                                                 args.peak, variant, entry["rows"][0]) | {"variant": variant_text(variant)}
+            row = failed_or(lambda: sampling_speed.measure_variant(params, dataset, device, args.gpu, batch,
+                                                                   args.sample_batches, args.peak, variant,
+                                                                   entry["rows"][0]),
+                            {"variant": variant_text(variant)}, entry.setdefault("failed_variants", []))
+            if row is None:
+                continue
+            row |= {"variant": variant_text(variant)}
             entry.setdefault("variants", []).append(row)
             print(f"{args.gpu} | sample {dataset:12s} | DDIM-50 + {row['variant']} | {row['images_per_s']:8.1f} img/s | "
                   f"{row['times_params_row']:.2f}x the params row", flush=True)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 9's throughput table and issue 10's recipe comparison in one GPU lease, from a bare machine.
-# Usage: scripts/gpu-benchmarks.sh OUT_DIR [END_EPOCH]
+# Usage: scripts/gpu-benchmarks.sh OUT_DIR [END_EPOCH]      (environment: MODES, TRAIN_VARIANTS, SAMPLE_VARIANTS)
 # Needs torch-fidelity (and diffusers, for its comparison rows) importable, DIFFBENCH_DATA_DIR and
 # DIFFBENCH_INCEPTION_WEIGHTS as in the README's "Offline use", and DIFFBENCH_COMMIT where this copy has
 # no git history. Runs, one after the other (timings never share the GPU):
@@ -30,7 +30,7 @@ nvidia-smi --query-gpu=name,memory.total --format=csv
 stamp "benchmarks of commit $DIFFBENCH_COMMIT started"
 for dataset in cifar10-jpeg mnist; do python -m stages.prepare "$dataset" || exit 2; done
 stamp "training part"
-python benchmarks/throughput.py --parts training --profile --train-variants ${TRAIN_VARIANTS:-cudagraphs=true coordinate_descent=true} \
+python benchmarks/throughput.py --parts training --profile --modes "${MODES:-eager,compile}" --train-variants ${TRAIN_VARIANTS:-cudagraphs=true coordinate_descent=true} \
   --out "$out/training.json"
 stamp "sampling and metrics parts"
 python benchmarks/throughput.py --parts sampling,metrics --profile --sample-variants ${SAMPLE_VARIANTS:-coordinate_descent=true cudagraphs=true batch_size=2000} \
@@ -41,6 +41,7 @@ parts=(); for f in "$out/training.json" "$out/sampling.json"; do [[ -f $f ]] && 
   --out "$out/performance.json" --markdown "$out/performance.md"
 recipe_seconds=570
 [[ -n $end_epoch ]] && recipe_seconds=$(( end_epoch - $(date +%s) < 570 ? end_epoch - $(date +%s) : 570 ))
+if (( recipe_seconds < 120 )); then stamp "benchmarks ended (no time left for the recipe comparison)"; exit 0; fi
 stamp "recipe comparison (at most $recipe_seconds s)"
 timeout -k 30 "$recipe_seconds" python benchmarks/recipe.py --dataset cifar10-jpeg --schedule linear \
   --recipes "lr=1e-3,batch=512" --ema 0.99 0.995 0.999 \

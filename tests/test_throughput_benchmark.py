@@ -309,3 +309,36 @@ def test_the_channels_last_sampling_variant_gives_the_same_images_with_nhwc_weig
     x = torch.randn(2, 3, 4, 4)
     out = sampling_speed.nhwc_inputs(lambda x, t, labels: (seen.append(x.is_contiguous(memory_format=torch.channels_last)), x)[1])(x, None)
     assert seen == [True] and torch.equal(out, x)
+
+
+def test_a_variant_that_fails_is_reported_and_the_other_rows_still_run(monkeypatch, tmp_path):
+    import sampling_speed
+
+    def training_row(params, library, dataset, mode, args, profiles, variant=None):
+        if variant:
+            raise RuntimeError("cudagraphs: no CUDA here\nsecond line")
+        return {"library": library, "dataset": dataset, "mode": mode, "variant": None, "parameters": 1e6,
+                "forward_gflops_per_image": 1.0, "train_batch": 4, "train_images_per_s": 10.0,
+                "train_tflops_per_second": None, "train_mfu": None, "startup_seconds": 1.0}
+
+    def sampling_variant(*args, **kwargs):
+        raise ValueError("no kernel for this lever")
+
+    monkeypatch.setattr(throughput, "measure_training", training_row)
+    monkeypatch.setattr(sampling_speed, "measure_variant", sampling_variant)
+    out = tmp_path / "performance.json"
+    throughput.main(["--smoke", "--parts", "training,sampling", "--datasets", "mnist", "--train-variants",
+                     "cudagraphs=true", "--sample-variants", "coordinate_descent=true", "--out", str(out),
+                     "--markdown", str(tmp_path / "performance.md")])
+    results = json.loads(out.read_text())
+    assert [r["variant"] for r in results["training"]["rows"]] == [None]
+    assert results["training"]["failed_variants"] == [
+        {"library": "diffbench", "dataset": "mnist", "mode": "eager", "variant": "cudagraphs=true",
+         "error": "RuntimeError: cudagraphs: no CUDA here"}]
+    (entry,) = results["sampling"]["datasets"]
+    assert "variants" not in entry and entry["rows"][0]["run"] == "DDIM-50"
+    assert entry["failed_variants"] == [{"variant": "coordinate_descent=true",
+                                         "error": "ValueError: no kernel for this lever"}]
+    markdown = (tmp_path / "performance.md").read_text()
+    assert "- variant failed: diffbench mnist eager + cudagraphs=true: `RuntimeError: cudagraphs: no CUDA here`" in markdown
+    assert "- variant failed: mnist DDIM-50 + coordinate_descent=true: `ValueError: no kernel for this lever`" in markdown
