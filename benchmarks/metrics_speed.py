@@ -74,12 +74,14 @@ EXTRACTION_VARIANTS = {
     "cudnn.benchmark + TF32": {"benchmark": True, "tf32": True},
     "channels_last + cudnn.benchmark + TF32": {"benchmark": True, "tf32": True, "channels_last": True},
     "channels_last + bf16 autocast": {"benchmark": True, "tf32": True, "channels_last": True, "bf16": True},
+    "channels_last + torch.compile + TF32": {"benchmark": True, "tf32": True, "channels_last": True, "compile": True},
 }
 
 
 @contextmanager
 def extraction_settings(extractor, flags: dict) -> Iterator[None]:
-    """Backend flags, the network's memory format and autocast of one variant; everything restored after it."""
+    """Backend flags, the network's memory format, autocast and compile of one variant; everything restored
+    after it."""
     saved = (torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
     torch.backends.cudnn.benchmark = flags["benchmark"]
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = flags["tf32"]
@@ -88,10 +90,14 @@ def extraction_settings(extractor, flags: dict) -> Iterator[None]:
     if flags.get("bf16"):  # features come back in float32, as the pipeline's extraction returns them
         forward = extractor.model.forward
         extractor.model.forward = lambda *args: tuple(value.float() for value in forward(*args))
+    network = extractor.model
+    if flags.get("compile"):  # static shapes: every batch of the variant has the same size
+        extractor.model = torch.compile(network, dynamic=False)
     try:
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=flags.get("bf16", False)):
             yield
     finally:
+        extractor.model = network
         if flags.get("bf16"):
             del extractor.model.forward  # the class's forward again
         extractor.model.to(memory_format=torch.contiguous_format)
@@ -108,11 +114,12 @@ def extraction_variants(extractor, gen_images: np.ndarray, ref_images: np.ndarra
     rows = []
     for name, flags in EXTRACTION_VARIANTS.items():
         with extraction_settings(extractor, flags):
-            extractor.extract(gen_images[:batch], batch)  # warm-up: the autotuner's trials
+            # warm-up: the autotuner's trials, the compile (a stage would pay it once per process)
+            _, warmup = result_and_seconds(lambda: extractor.extract(gen_images[:batch], batch), device)
             ref = extractor.extract(ref_images, batch)["pool"]
             gen, seconds = result_and_seconds(lambda: extractor.extract(gen_images, batch), device)
         variant_fid = FidStatistic(gen["pool"], *reference_statistics(ref), device=device).fid()
-        rows.append({"name": name, "seconds": seconds, "fid": variant_fid,
+        rows.append({"name": name, "seconds": seconds, "warmup_seconds": warmup, "fid": variant_fid,
                      "fid_relative_difference": abs(variant_fid - fid) / abs(fid)})
     return rows
 

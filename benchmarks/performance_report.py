@@ -241,11 +241,12 @@ def metrics_section(results: dict) -> list[str]:
     if variants:
         lines += ["", "Inception features of the same images under other backend settings (the pipeline uses the "
                   "defaults); FID from the variant's own generated and reference features against the default's:",
-                  "", "| setting | features s | vs default | FID | relative to default FID |",
-                  "| --- | ---: | ---: | ---: | ---: |"]
+                  "", "| setting | features s | vs default | warm-up s (one batch, compile included) | FID | "
+                  "relative to default FID |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
         base = metrics["seconds"]["Inception features"]
-        lines += [f"| {v['name']} | {v['seconds']:.2f} | {base / v['seconds']:.2f}× | {v['fid']:.6f} | "
-                  f"{v['fid_relative_difference']:.1e} |" for v in variants]
+        lines += [f"| {v['name']} | {v['seconds']:.2f} | {base / v['seconds']:.2f}× | "
+                  f"{cell(v.get('warmup_seconds'), '.1f')} | {v['fid']:.6f} | {v['fid_relative_difference']:.1e} |"
+                  for v in variants]
     return lines + interval_table(metrics.get("interval_seconds") or {}) + [""]
 
 

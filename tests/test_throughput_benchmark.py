@@ -243,7 +243,10 @@ def test_metric_section_lists_extraction_variants_against_the_default():
                "extraction_variants": [{"name": "cudnn.benchmark + TF32", "seconds": 2.0, "fid": 3.003,
                                         "fid_relative_difference": 1e-3}]}
     lines = performance_report.metrics_section({"metrics": metrics})
-    assert "| cudnn.benchmark + TF32 | 2.00 | 4.00× | 3.003000 | 1.0e-03 |" in lines
+    assert "| cudnn.benchmark + TF32 | 2.00 | 4.00× | – | 3.003000 | 1.0e-03 |" in lines  # a run without warm-up
+    metrics["extraction_variants"][0]["warmup_seconds"] = 41.0
+    assert "| cudnn.benchmark + TF32 | 2.00 | 4.00× | 41.0 | 3.003000 | 1.0e-03 |" in \
+        performance_report.metrics_section({"metrics": metrics})
     del metrics["extraction_variants"]  # results of earlier runs render as before
     assert not any("TF32" in line for line in performance_report.metrics_section({"metrics": metrics}))
 
@@ -271,6 +274,11 @@ def test_extraction_settings_hold_inside_their_variant_only():
         assert out.dtype == torch.float32
     assert extractor.model.conv.weight.is_contiguous() and "forward" not in vars(extractor.model)
     assert torch.backends.cudnn.benchmark == saved
+    network = extractor.model
+    with metrics_speed.extraction_settings(extractor, metrics_speed.EXTRACTION_VARIANTS[
+            "channels_last + torch.compile + TF32"]):
+        assert extractor.model is not network and extractor.model._orig_mod is network  # compiled at first call
+    assert extractor.model is network
 
 
 def test_interval_seconds_time_each_metric_and_the_report_tables_them():
