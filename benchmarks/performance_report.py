@@ -51,11 +51,12 @@ def versus_params(results: dict, row: dict) -> str:
     return f" ({row['train_images_per_s'] / base['train_images_per_s']:.2f}× params)" if base else ""
 
 
-def best_diffusers(results: dict, key: str) -> float | None:
-    """The better of diffusers' eager and compiled values of ``key`` (training rows or DDIM rows)."""
+def best_diffusers(results: dict, key: str) -> tuple[float, str] | None:
+    """The better of diffusers' eager and compiled values of ``key`` (training rows or DDIM rows), with its
+    mode; only the modes the run measured compete."""
     rows = (results.get("training") or {}).get("rows", []) if key.startswith("train") else \
         (results.get("sampling") or {}).get("diffusers") or []
-    values = [r[key] for r in rows if r.get("library", "diffusers") == "diffusers" and r.get(key)]
+    values = [(r[key], r["mode"]) for r in rows if r.get("library", "diffusers") == "diffusers" and r.get(key)]
     return max(values) if values else None
 
 
@@ -64,11 +65,14 @@ def sampling_rows(results: dict, dataset: str) -> list[dict]:
     return entry["rows"] if entry else []
 
 
-def ratio_target(what: str, goal: str, ours: float | None, theirs: float | None, minimum: float) -> Target:
+def ratio_target(what: str, goal: str, ours: float | None, theirs: tuple[float, str] | None,
+                 minimum: float) -> Target:
+    """Ours against diffusers' best (value, mode) of the same run."""
     if not (ours and theirs):
         return Target(what, goal, "not measured", None)
-    value = ours / theirs
-    return Target(what, goal, f"{value:.2f}× ({ours:.0f} vs {theirs:.0f} img/s)", value >= minimum)
+    value = ours / theirs[0]
+    return Target(what, goal, f"{value:.2f}× ({ours:.0f} vs {theirs[0]:.0f} img/s, diffusers {theirs[1]})",
+                  value >= minimum)
 
 
 def sampling_targets(results: dict, dataset: str) -> list[Target]:

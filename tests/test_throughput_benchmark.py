@@ -350,3 +350,14 @@ def test_a_variant_that_fails_is_reported_and_the_other_rows_still_run(monkeypat
     markdown = (tmp_path / "performance.md").read_text()
     assert "- variant failed: diffbench mnist eager + cudagraphs=true: `RuntimeError: cudagraphs: no CUDA here`" in markdown
     assert "- variant failed: mnist DDIM-50 + coordinate_descent=true: `ValueError: no kernel for this lever`" in markdown
+
+
+def test_the_ratio_names_the_diffusers_mode_it_beat_and_only_measured_modes_compete():
+    rows = [{"library": "diffusers", "mode": "eager", "train_images_per_s": 3000.0},
+            {"library": "diffusers", "mode": "compile", "train_images_per_s": 5000.0},
+            {"library": "diffbench", "mode": "compile", "train_images_per_s": 9000.0}]
+    assert performance_report.best_diffusers({"training": {"rows": rows}}, "train_images_per_s") == (5000.0, "compile")
+    assert performance_report.best_diffusers({"training": {"rows": rows[:1]}}, "train_images_per_s") == (3000.0, "eager")
+    target = performance_report.ratio_target("training", "≥ 1.5×", 6000.0, (5000.0, "compile"), 1.5)
+    assert target.measured == "1.20× (6000 vs 5000 img/s, diffusers compile)" and target.met is False
+    assert performance_report.ratio_target("training", "≥ 1.5×", 6000.0, None, 1.5).measured == "not measured"
