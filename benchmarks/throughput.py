@@ -251,14 +251,11 @@ def training_part(params: Params, args: argparse.Namespace, profiles: dict) -> d
             if library == "diffbench":
                 runs += [(pipeline_mode(params, dataset), variant) for variant in args.train_variants]
             for mode, variant in runs:
-                if variant:
-                    row = failed_or(lambda: measure_training(params, library, dataset, mode, args, profiles, variant),
-                                    {"library": library, "dataset": dataset, "mode": mode,
-                                     "variant": variant_text(variant)}, failed)
-                    if row is None:
-                        continue
-                else:
-                    row = measure_training(params, library, dataset, mode, args, profiles, variant)
+                measure = lambda: measure_training(params, library, dataset, mode, args, profiles, variant)  # noqa: E731
+                row = failed_or(measure, {"library": library, "dataset": dataset, "mode": mode,
+                                          "variant": variant_text(variant)}, failed) if variant else measure()
+                if row is None:
+                    continue
                 rows.append(row)
                 print(f"{args.gpu} | train {library:9s} | {dataset:12s} | {performance_report.mode_text(row):7s} | "
                       f"{row['train_images_per_s']:8.0f} img/s | MFU {performance_report.cell(row['train_mfu'], '.1%')} "
