@@ -78,6 +78,36 @@ def self_times(events, kernels: bool) -> dict[str, float]:
     return times
 
 
+def launchers(events, depth: int = 4) -> dict[str, dict[str, float]]:
+    """For each kernel name, the self time (µs) it spent under each chain of CPU operators that launched it
+    ("aten::copy_ ← aten::contiguous ← aten::convolution_backward", innermost first, at most ``depth`` ops):
+    which operator a copy or a normalisation kernel comes from. ``events`` is ``prof.events()``."""
+    chains: dict[str, dict[str, float]] = {}
+    for event in events:
+        for kernel in getattr(event, "kernels", ()):
+            ops, op = [], event
+            while op is not None and len(ops) < depth:
+                if not op.name.startswith(SKIPPED):
+                    ops.append(op.name)
+                op = op.cpu_parent
+            per_chain = chains.setdefault(kernel.name, {})
+            chain = " ← ".join(ops)
+            per_chain[chain] = per_chain.get(chain, 0.0) + kernel.duration
+    return chains
+
+
+def attribute(summary: dict, chains: dict[str, dict[str, float]], top: int = 2) -> dict:
+    """``summary`` with each top kernel's ``launched_by``: its ``top`` largest launching chains and their
+    shares of that kernel's time (left out where the profile linked no CPU operator to the kernel)."""
+    for row in summary["top"]:
+        per_chain = chains.get(row["name"])
+        if per_chain:
+            total = sum(per_chain.values())
+            ranked = sorted(per_chain.items(), key=lambda item: -item[1])[:top]
+            row["launched_by"] = [{"ops": chain, "share": micros / total} for chain, micros in ranked]
+    return summary
+
+
 def profile_calls(call: Callable[[], object], calls: int, device: torch.device, steps_per_call: int = 1,
                   top: int = 10) -> dict:
     """Profile ``calls`` calls of ``call`` (after one unprofiled call), each ``steps_per_call`` steps, and
@@ -91,8 +121,9 @@ def profile_calls(call: Callable[[], object], calls: int, device: torch.device, 
             torch.cuda.synchronize(device)
     events = prof.key_averages()
     times = self_times(events, kernels=True) if device.type == "cuda" else {}
+    chains = launchers(prof.events()) if times else {}
     clock = "self CUDA time"
     if not times:
         times, clock = self_times(events, kernels=False), "self CPU time"
         clock += " (no CUDA kernels recorded)" if device.type == "cuda" else ""
-    return {"clock": clock} | summarise(times, calls * steps_per_call, top)
+    return {"clock": clock} | attribute(summarise(times, calls * steps_per_call, top), chains)

@@ -279,7 +279,15 @@ def profile_table(title: str, summary: dict) -> list[str]:
     lines += ["", "| # | kernel | category | ms/step | share |", "| ---: | --- | --- | ---: | ---: |"]
     lines += [f"| {i} | {kernel_name(k['name'])} | {k['category']} | {k['ms_per_step']:.3f} | {k['share']:.1%} |"
               for i, k in enumerate(summary["top"], 1)]
-    return lines + [""]
+    return lines + launched_by_lines(summary["top"]) + [""]
+
+
+def launched_by_lines(top: list[dict]) -> list[str]:
+    """Which CPU operators launched each top kernel (innermost first), where the profile linked them."""
+    rows = [f"- #{i}: " + "; ".join(f"{chain['ops'].replace('|', '/')} ({chain['share']:.0%})"
+                                    for chain in k["launched_by"])
+            for i, k in enumerate(top, 1) if k.get("launched_by")]
+    return ["", "Launched by (CPU operators, innermost first, share of the kernel's time):", "", *rows] if rows else []
 
 
 def profile_section(results: dict) -> list[str]:

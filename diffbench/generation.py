@@ -18,7 +18,7 @@ from diffbench.checkpoint import load_model_file
 from diffbench.diffusion import NoiseSchedule
 from diffbench.classifier_guidance import ClassifierFn, classifier_guided_eps
 from diffbench.guidance import guided_eps
-from diffbench.noise import image_noise
+from diffbench.noise import StepNoise, image_noise
 from diffbench.progress import Progress
 from diffbench.sample_chunks import ChunkStore
 from diffbench.samplers import CountingEps, EpsFn, get_sampler
@@ -129,9 +129,7 @@ def sample_batch(
     eps_fn = CountingEps(model_eps(model, labels, guidance, guide))
     sampler = get_sampler(kind)
 
-    def noise(k: int) -> torch.Tensor:
-        return image_noise(seeds, stream_offset + k, model.image_shape)
-
+    noise = StepNoise(seeds, stream_offset, model.image_shape, last=steps)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda"):
         x = sampler.sample(eps_fn, x_T, model.schedule, steps, noise, settings)
     return x, eps_fn.calls

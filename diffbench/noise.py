@@ -13,6 +13,7 @@ Bits: the 32-bit ``lowbias32`` integer hash (C. Wellons) chained over seed, stre
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 
@@ -37,17 +38,49 @@ def image_noise(
     seeds: torch.Tensor, stream: int, shape: tuple[int, ...], device: torch.device | str | None = None
 ) -> torch.Tensor:
     """Standard normal noise of shape (len(seeds), *shape); row i depends only on (seeds[i], stream)."""
+    return streams_noise(seeds, [stream], shape, device)[0]
+
+
+def streams_noise(
+    seeds: torch.Tensor, streams: Sequence[int], shape: tuple[int, ...], device: torch.device | str | None = None
+) -> torch.Tensor:
+    """``image_noise`` of several streams in one pass, shape (len(streams), len(seeds), *shape): the same bits
+    as one call per stream (every op is elementwise), with one set of kernel launches for all of them."""
     device = seeds.device if device is None else torch.device(device)
     seeds = seeds.to(device=device, dtype=torch.int64) & _MASK32
-    key = _lowbias32(_lowbias32(seeds) ^ (int(stream) * 0x9E3779B9 & _MASK32))
+    stream_keys = torch.tensor([int(s) * 0x9E3779B9 & _MASK32 for s in streams], device=device, dtype=torch.int64)
+    key = _lowbias32(_lowbias32(seeds)[None, :] ^ stream_keys[:, None])
     count = math.prod(shape)
     counter = torch.arange(count, device=device, dtype=torch.int64)
     # Hash the counter before mixing, so two keys never give shifted copies of one noise vector.
-    mixed = key[:, None] ^ _lowbias32(counter)[None, :]
+    mixed = key[:, :, None] ^ _lowbias32(counter)[None, None, :]
     u1 = _uniform(_lowbias32(mixed))
     u2 = _uniform(_lowbias32(mixed ^ 0x5BD1E995))
     normal = torch.sqrt(-2.0 * torch.log(u1)) * torch.cos((2.0 * math.pi) * u2)
-    return normal.reshape(len(seeds), *shape)
+    return normal.reshape(len(streams), len(seeds), *shape)
+
+
+class StepNoise:
+    """A sampler's ``noise(k)``: stream ``offset + k`` of the image seeds, drawn ``block`` streams at a time
+    (``streams_noise``) so that a long sampler (DDPM-1000) pays the hash's ~70 kernel launches once per block
+    instead of once per step. The same bits as ``image_noise(seeds, offset + k, shape)`` for any k, in any order.
+
+    ``last`` is the largest k the sampler is expected to ask for (its step count): a block never reaches past
+    it, so a 10-step sampler draws 10 streams, not a whole block. ``max_elements`` bounds a block's size
+    (its int64 intermediates are ~8 bytes an element each)."""
+
+    def __init__(self, seeds: torch.Tensor, offset: int, shape: tuple[int, ...], last: int,
+                 max_elements: int = 1 << 25) -> None:
+        self.seeds, self.offset, self.shape, self.last = seeds, offset, shape, last
+        self.block = max(1, max_elements // max(1, len(seeds) * math.prod(shape)))
+        self.start, self.cache = 0, torch.empty(0)
+
+    def __call__(self, k: int) -> torch.Tensor:
+        if not self.start <= k < self.start + len(self.cache):
+            stop = max(k + 1, min(k + self.block, self.last + 1))
+            self.start = k
+            self.cache = streams_noise(self.seeds, range(self.offset + k, self.offset + stop), self.shape)
+        return self.cache[k - self.start]
 
 
 def parse_seeds(spec: str) -> list[int]:

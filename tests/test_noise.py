@@ -2,7 +2,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-from diffbench.noise import image_noise, parse_seeds
+from diffbench.noise import StepNoise, image_noise, parse_seeds, streams_noise
 
 
 def test_noise_is_standard_normal():
@@ -26,6 +26,38 @@ def test_seeds_and_streams_give_uncorrelated_noise():
     assert np.abs(corr_images).max() < 0.35  # 256 samples per row: |r| > 0.35 has p < 1e-7
     assert abs(np.corrcoef(a.flatten(), b.flatten())[0, 1]) < 0.02
     assert not torch.equal(a, b)
+
+
+def test_streams_in_one_pass_equal_one_call_per_stream():
+    seeds = torch.tensor([3, 2**33 + 1, 77])
+    block = streams_noise(seeds, [0, 5, 6, 2**31 + 9], (2, 3, 3))
+    assert block.shape == (4, 3, 2, 3, 3)
+    for row, stream in zip(block, [0, 5, 6, 2**31 + 9]):
+        assert torch.equal(row, image_noise(seeds, stream, (2, 3, 3)))
+
+
+class CountingStreams:
+    def __init__(self, monkeypatch):
+        import diffbench.noise as noise
+        self.passes: list[list[int]] = []
+        real = noise.streams_noise
+
+        def counted(seeds, streams, shape, device=None):
+            self.passes.append(list(streams))
+            return real(seeds, streams, shape, device)
+        monkeypatch.setattr(noise, "streams_noise", counted)
+
+
+def test_step_noise_draws_blocks_never_past_the_last_step_and_in_any_order(monkeypatch):
+    seeds, shape = torch.arange(6), (1, 4, 4)
+    order = list(range(1, 11)) + [3, 12, 1]
+    expected = [image_noise(seeds, 1000 + k, shape) for k in order]
+    calls = CountingStreams(monkeypatch)
+    noise = StepNoise(seeds, 1000, shape, last=10, max_elements=6 * 16 * 4)  # 4 streams a block
+    for k, want in zip(order, expected):
+        assert torch.equal(noise(k), want), k
+    assert calls.passes[:3] == [[1001, 1002, 1003, 1004], [1005, 1006, 1007, 1008], [1009, 1010]]
+    assert calls.passes[3:] == [[1003, 1004, 1005, 1006], [1012], [1001, 1002, 1003, 1004]]
 
 
 def test_parse_seeds_ranges_like_edm():

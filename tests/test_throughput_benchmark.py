@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import namedtuple
 from pathlib import Path
 
 import numpy as np
@@ -212,6 +213,29 @@ def test_summarise_ranks_by_self_time_and_shares_all_of_it():
     assert summary["categories"]["convolution"] == 0.6 and summary["categories"]["other"] == 0.1
     with pytest.raises(ValueError, match="no steps or no time"):
         kernel_profile.summarise({}, steps=1)
+
+
+def test_launchers_name_the_operator_chain_of_each_kernel_and_the_report_shows_it():
+    Kernel = namedtuple("Kernel", "name device duration")
+    Op = namedtuple("Op", "name cpu_parent kernels")
+    backward = Op("aten::convolution_backward", Op("ProfilerStep#3", None, ()), ())
+    contiguous = Op("aten::contiguous", backward, ())
+    copy = Op("aten::copy_", contiguous, [Kernel("elementwise_kernel", 0, 30.0)])
+    other_copy = Op("aten::copy_", Op("aten::clone", None, ()), [Kernel("elementwise_kernel", 0, 10.0)])
+    conv = Op("aten::cudnn_convolution", None, [Kernel("xmma_fprop", 0, 5.0), Kernel("nchwToNhwcKernel", 0, 2.0)])
+    chains = kernel_profile.launchers([backward, contiguous, copy, other_copy, conv])
+    assert chains["elementwise_kernel"] == {
+        "aten::copy_ ← aten::contiguous ← aten::convolution_backward": 30.0, "aten::copy_ ← aten::clone": 10.0}
+    assert chains["nchwToNhwcKernel"] == {"aten::cudnn_convolution": 2.0}
+    summary = kernel_profile.attribute(kernel_profile.summarise(
+        {"elementwise_kernel": 40.0, "xmma_fprop": 5.0, "unlinked": 1.0}, steps=1), chains, top=1)
+    by_name = {row["name"]: row for row in summary["top"]}
+    assert by_name["elementwise_kernel"]["launched_by"] == [
+        {"ops": "aten::copy_ ← aten::contiguous ← aten::convolution_backward", "share": 0.75}]
+    assert "launched_by" not in by_name["unlinked"]
+    lines = performance_report.launched_by_lines(summary["top"])
+    assert "- #1: aten::copy_ ← aten::contiguous ← aten::convolution_backward (75%)" in lines
+    assert not any(line.startswith("- #3") for line in lines)
 
 
 def test_metric_targets_compare_the_50k_total_and_fid_with_the_exact_path():
