@@ -31,13 +31,22 @@ def cell(value: float | None, fmt: str) -> str:
     return "–" if value is None else format(value, fmt)
 
 
-def training_row(results: dict, library: str, dataset: str, mode: str | None = None) -> dict | None:
+def training_row(results: dict, library: str, dataset: str, mode: str | None = None,
+                 commit: str | None = None) -> dict | None:
     """The params.yaml training row of ``library`` on ``dataset`` (no variant): in ``mode``, else in the
-    pipeline's own mode."""
+    pipeline's own mode (of rows merged from several runs: ``commit``'s)."""
     training = results.get("training") or {}
     mode = mode or training.get("pipeline_modes", {}).get(dataset)
     return next((r for r in training.get("rows", []) if (r["library"], r["dataset"], r["mode"]) == (library, dataset, mode)
-                 and not r.get("variant")), None)
+                 and not r.get("variant") and r.get("commit") == commit), None)
+
+
+def newest_training_row(results: dict, dataset: str) -> dict | None:
+    """diffbench's params.yaml training row on ``dataset`` from the last run that measured it."""
+    runs = results["header"].get("runs")
+    commits = [run.get("commit") for run in reversed(runs)] if runs else [None]
+    rows = (training_row(results, "diffbench", dataset, None, commit) for commit in commits)
+    return next((row for row in rows if row), None)
 
 
 def mode_text(row: dict) -> str:
@@ -47,16 +56,18 @@ def mode_text(row: dict) -> str:
 
 def versus_params(results: dict, row: dict) -> str:
     """A variant row's speed as a multiple of its params.yaml row's, measured in the same run; '' otherwise."""
-    base = training_row(results, row["library"], row["dataset"], row["mode"]) if row.get("variant") else None
+    base = training_row(results, row["library"], row["dataset"], row["mode"], row.get("commit")) \
+        if row.get("variant") else None
     return f" ({row['train_images_per_s'] / base['train_images_per_s']:.2f}× params)" if base else ""
 
 
-def best_diffusers(results: dict, key: str) -> tuple[float, str] | None:
+def best_diffusers(results: dict, key: str, commit: str | None = None) -> tuple[float, str] | None:
     """The better of diffusers' eager and compiled values of ``key`` (training rows or DDIM rows), with its
-    mode; only the modes the run measured compete."""
+    mode; only the modes the run measured compete (of training rows merged from several runs: ``commit``'s)."""
     rows = (results.get("training") or {}).get("rows", []) if key.startswith("train") else \
         (results.get("sampling") or {}).get("diffusers") or []
-    values = [(r[key], r["mode"]) for r in rows if r.get("library", "diffusers") == "diffusers" and r.get(key)]
+    values = [(r[key], r["mode"]) for r in rows if r.get("library", "diffusers") == "diffusers" and r.get(key)
+              and r.get("commit") == commit]
     return max(values) if values else None
 
 
@@ -104,12 +115,13 @@ def metric_targets(results: dict) -> list[Target]:
 
 def targets(results: dict) -> list[Target]:
     """Every row of issue 9's table, from whatever parts the results hold."""
-    ours, mnist = training_row(results, "diffbench", CIFAR), training_row(results, "diffbench", MNIST)
+    ours, mnist = newest_training_row(results, CIFAR), newest_training_row(results, MNIST)
     ddim50 = next((r for r in sampling_rows(results, CIFAR) if r["run"] == "DDIM-50"), None)
     mfu = ours and ours.get("train_mfu")
     rows = [
         ratio_target("training, CIFAR U-Net vs the better of diffusers eager/compiled", "≥ 1.5×",
-                     ours and ours["train_images_per_s"], best_diffusers(results, "train_images_per_s"), 1.5),
+                     ours and ours["train_images_per_s"],
+                     ours and best_diffusers(results, "train_images_per_s", ours.get("commit")), 1.5),
         Target("training MFU, CIFAR U-Net (3 × forward FLOPs × img/s ÷ peak)", "≥ 35%",
                cell(mfu, ".1%") if ours else "not measured", None if mfu is None else mfu >= 0.35),
         ratio_target("DDIM-50 sampling (generate path) vs diffusers' DDIMScheduler loop, CIFAR U-Net", "≥ 1.5×",
@@ -126,12 +138,19 @@ def targets(results: dict) -> list[Target]:
 def header(results: dict) -> list[str]:
     h = results["header"]
     modified = " (with uncommitted changes)" if h.get("code_modified_since_commit") else ""
-    lines = ["# Throughput: diffbench vs diffusers (same GPU, same run)", ""]
+    lines = ["# Throughput: diffbench vs diffusers (same GPU, ratios within one run)", ""]
     if h.get("smoke"):
         lines += [SMOKE_WARNING, ""]
-    lines += [f"Measured by `benchmarks/throughput.py` on one **{h['gpu']}**, torch {h['torch']}, commit "
-              f"`{(h.get('commit') or 'unknown')[:12]}`{modified}, {h['date']}, settings from `{h['params']}`. "
-              f"Command: `{h['command']}`."]
+    if h.get("runs"):
+        lines += [f"Measured by `benchmarks/throughput.py` on one **{h['gpu']}**, torch {h['torch']}, settings from "
+                  f"`{h['params']}`, in {len(h['runs'])} runs merged into one report (each training row names its "
+                  "commit; a ratio is only ever taken within one run):", ""]
+        lines += [f"- `{(run.get('commit') or 'unknown')[:12]}`, {run.get('date')}, "
+                  f"{', '.join(run.get('parts') or ['nothing kept'])}: `{run.get('command')}`" for run in h["runs"]]
+    else:
+        lines += [f"Measured by `benchmarks/throughput.py` on one **{h['gpu']}**, torch {h['torch']}, commit "
+                  f"`{(h.get('commit') or 'unknown')[:12]}`{modified}, {h['date']}, settings from `{h['params']}`. "
+                  f"Command: `{h['command']}`."]
     lines += [f"- {note}" for note in h.get("notes", [])]
     return lines + [""]
 
@@ -147,6 +166,7 @@ def training_section(results: dict) -> list[str]:
     if not training:
         return []
     gpu = results["header"]["gpu"]
+    tagged = any("commit" in r for r in training["rows"])
     lines = [
         "## Training: the pipeline's Trainer step", "",
         f"The train stage's own `Trainer` step with params.yaml settings, {training['train_steps']} steps after "
@@ -155,15 +175,17 @@ def training_section(results: dict) -> list[str]:
         "params.yaml settings with that one changed, its speed also given as a multiple of the params row's. "
         "MFU = 3 × forward FLOPs × images/s ÷ "
         f"{cell(training.get('peak_tflops'), '.0f')} TFLOP/s (dense bf16 peak).", "",
-        "| GPU | network | dataset | mode | params | GFLOP/fwd | batch | train img/s | TFLOP/s | MFU | start-up s |",
-        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| GPU | network | dataset | mode | params | GFLOP/fwd | batch | train img/s | TFLOP/s | MFU | start-up s |"
+        + (" commit |" if tagged else ""),
+        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |" + (" --- |" if tagged else ""),
     ]
     for r in training["rows"]:
         lines.append(
             f"| {gpu} | {r['library']} | {r['dataset']} | {mode_text(r)} | {r['parameters'] / 1e6:.1f}M | "
             f"{r['forward_gflops_per_image']:.2f} | {r['train_batch']} | {r['train_images_per_s']:.0f}"
             f"{versus_params(results, r)} | "
-            f"{cell(r['train_tflops_per_second'], '.1f')} | {cell(r['train_mfu'], '.1%')} | {r['startup_seconds']:.0f} |")
+            f"{cell(r['train_tflops_per_second'], '.1f')} | {cell(r['train_mfu'], '.1%')} | {r['startup_seconds']:.0f} |"
+            + (f" `{(r.get('commit') or 'unknown')[:7]}` |" if tagged else ""))
     lines += failed_lines([(f"{f['library']} {f['dataset']} {f['mode']} + {f['variant']}", f["error"])
                            for f in training.get("failed_variants", [])])
     return lines + [""]

@@ -57,6 +57,7 @@ LIBRARIES = ("diffbench", "diffusers")
 MODES = ("eager", "compile")
 # what a --train-variants row may change: training settings, and inductor's levers (inductor_levers.py)
 VARIANT_KEYS = {"channels_last": bool, "batch_size": int} | inductor_levers.KEYS
+TRAINING_SETTINGS = frozenset({"cudagraphs"})  # a params key of training, set through the Trainer, not patched
 # Full-size defaults, and the --smoke run's (CPU, quick profile, a few steps); a flag given explicitly wins.
 FULL = {"params": "params.yaml", "device": "cuda", "modes": "eager,compile", "warmup_steps": 10, "train_steps": 100,
         "train_batch": None, "sample_batch": None, "sample_batches": 2, "profile_steps": 5, "pool": 50_000}
@@ -96,6 +97,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", help="write results JSON here")
     parser.add_argument("--markdown", help="write performance.md here")
     parser.add_argument("--from-json", nargs="+", help="only render --markdown from earlier --out files (merged)")
+    parser.add_argument("--note", action="append", default=[],
+                        help="with --from-json: a line for the report's header (what a run did not measure, and why)")
     args = parser.parse_args(argv)
     for key, value in (SMOKE if args.smoke else FULL).items():
         if getattr(args, key, None) is None:
@@ -198,7 +201,7 @@ def measure_training(params: Params, library: str, dataset: str, mode: str, args
     shape = IMAGE_SHAPES[dataset]
     ctx = distributed.Context(rank=0, world_size=1, device=torch.device(args.device))
     fresh_compiler()
-    settings, levers = inductor_levers.split(variant)
+    settings, levers = inductor_levers.split(variant, TRAINING_SETTINGS)
     overrides = ({"compile": mode == "compile"} | ({"batch_size": args.train_batch} if args.train_batch else {})
                  | settings)
     network = diffusers_baseline.DiffusersEps() if library == "diffusers" else None
@@ -333,13 +336,43 @@ def results_header(args: argparse.Namespace, argv: list[str]) -> dict:
 
 
 def merged(paths: list[str]) -> dict:
-    """Results of several --out files in one: each part from the last file that has it, the first header."""
+    """Results of several --out files in one: each part from the last file that has it, the first header;
+    training rows merged row by row (``merged_training``). Where the files come from different commits, the
+    header lists every run (``runs``) and each training row names its commit."""
     files = [json.loads(Path(path).read_text()) for path in paths]
     out = {key: value for results in files for key, value in results.items()}
     commands = dict.fromkeys(results["header"]["command"] for results in files)  # each run's, in order
     out["header"] = files[0]["header"] | {"command": "; ".join(commands)}
-    out["profile"] = {k: v for results in files for k, v in (results.get("profile") or {}).items()}
+    several = len({results["header"].get("commit") for results in files}) > 1
+    if several:
+        last_with = {part: max(i for i, results in enumerate(files) if part in results)
+                     for part in ("sampling", "metrics") if part in out}
+        out["header"]["runs"] = [
+            {k: results["header"].get(k) for k in ("commit", "date", "command")}
+            | {"parts": [part for part in PARTS if (part == "training" and part in results) or last_with.get(part) == i]}
+            for i, results in enumerate(files)]
+    profiles = {k: (v, results["header"].get("commit")) for results in files for k, v in (results.get("profile") or {}).items()}
+    out["profile"] = {(f"{title} — `{(commit or 'unknown')[:7]}`" if several else title): summary
+                      for title, (summary, commit) in profiles.items()}
+    if any("training" in results for results in files):
+        out["training"] = merged_training([results for results in files if "training" in results], several)
     return out
+
+
+def merged_training(files: list[dict], tag_commits: bool) -> dict:
+    """The training parts of ``files`` as one: a row (library, dataset, mode, variant) from the last file that
+    measured it, the other rows kept; with ``tag_commits`` each row carries its file's ``commit``, so that a
+    ratio is only ever taken between rows of one run."""
+    rows: dict[tuple, dict] = {}
+    failed: list[dict] = []
+    for results in files:
+        for row in results["training"]["rows"]:
+            tagged = row | {"commit": results["header"].get("commit")} if tag_commits else row
+            rows[(row["library"], row["dataset"], row["mode"], row.get("variant"))] = tagged
+        failed += results["training"].get("failed_variants", [])
+    modes = {dataset: mode for results in files for dataset, mode in results["training"].get("pipeline_modes", {}).items()}
+    last = files[-1]["training"]
+    return last | {"rows": list(rows.values()), "pipeline_modes": modes} | ({"failed_variants": failed} if failed else {})
 
 
 def write(results: dict, args: argparse.Namespace) -> None:
@@ -353,7 +386,9 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     if args.from_json:
-        write(merged(args.from_json), args)
+        results = merged(args.from_json)
+        results["header"]["notes"] = results["header"].get("notes", []) + args.note
+        write(results, args)
         return
     params = load_params(args.params)
     if args.smoke:

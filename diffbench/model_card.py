@@ -35,7 +35,8 @@ def render(record: dict) -> str:
         f"averages ≈ {recipe['ema_length_steps']:,.0f} steps ({recipe['ema_length_steps'] * train['batch_size']:,.0f} images) "
         f"once warmed up; sampling uses the EMA weights |",
         *([f"| recipe chosen by | {recipe['chosen_by']} |"] if recipe.get("chosen_by") else []),
-        f"| precision | {recipe['precision']}, torch.compile={train['compile']}, channels_last={train['channels_last']} |",
+        f"| precision | {recipe['precision']}, torch.compile={train['compile']}"
+        f"{', CUDA graphs=' + str(train['cudagraphs']) if 'cudagraphs' in train else ''}, channels_last={train['channels_last']} |",
         f"| final loss | {'—' if final_loss is None else f'{final_loss:.4f}'} (mean over the last log interval) |",
         f"| seed | {record['seed']} |",
         f"| software | torch {record['software']['torch']}, diffbench {record['software']['diffbench']} |",

@@ -59,12 +59,13 @@ class TrainConfig:
     checkpoint_every: int
     log_every: int
     compile: bool
+    cudagraphs: bool  # with compile, on one CUDA device: the compiled graphs replayed as CUDA graphs
     bf16: bool
     channels_last: bool
 
     def signature(self) -> dict:
         """The fields that change what is learned (not how long or how it is logged)."""
-        skip = {"steps", "checkpoint_every", "log_every", "compile"}
+        skip = {"steps", "checkpoint_every", "log_every", "compile", "cudagraphs"}
         return {k: v for k, v in asdict(self).items() if k not in skip}
 
 
@@ -110,6 +111,14 @@ def configure_backends(device: torch.device) -> None:
         torch.backends.cudnn.benchmark = True
 
 
+def compile_mode(config: TrainConfig, ctx: distributed.Context) -> str | None:
+    """torch.compile's mode for the training step: ``reduce-overhead`` (inductor's graphs replayed as CUDA
+    graphs: one launch per graph instead of one per kernel) where ``cudagraphs`` asks for it on one CUDA
+    device; the default mode on the CPU and under DDP, whose gradient hooks a captured graph would not run."""
+    graphs = config.cudagraphs and ctx.device.type == "cuda" and ctx.world_size == 1
+    return "reduce-overhead" if graphs else None
+
+
 class Trainer:
     """Owns the model, EMA, optimiser, RNG, loss history and timings of one training run."""
 
@@ -142,7 +151,7 @@ class Trainer:
         forward = self.model
         if ctx.world_size > 1:
             forward = DistributedDataParallel(self.model, device_ids=[ctx.device] if ctx.device.type == "cuda" else None)
-        self.forward = torch.compile(forward) if config.compile else forward
+        self.forward = torch.compile(forward, mode=compile_mode(config, ctx)) if config.compile else forward
 
     # ---- state -------------------------------------------------------------------------
     def state(self) -> dict:

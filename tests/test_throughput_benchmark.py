@@ -181,6 +181,34 @@ def test_from_json_merges_parts_of_several_runs(smoke, tmp_path):
     assert merged["header"]["command"] == f"{results['header']['command']}; {second_header['command']}"
 
 
+def test_from_json_of_several_commits_merges_training_rows_and_takes_ratios_within_one_run(smoke, tmp_path):
+    results, _ = smoke
+    old = results | {"header": results["header"] | {"commit": "a" * 40}}
+    mnist_rows = [r | {"train_images_per_s": r["train_images_per_s"] * 3} for r in results["training"]["rows"]
+                  if r["dataset"] == "mnist" and r["library"] == "diffbench"]
+    new = {"header": results["header"] | {"commit": "b" * 40, "command": "second run"},
+           "training": results["training"] | {"rows": mnist_rows, "pipeline_modes": {"mnist": "eager"}},
+           "sampling": results["sampling"]}
+    paths = []
+    for name, part in (("old.json", old), ("new.json", new)):
+        paths.append(str(tmp_path / name))
+        (tmp_path / name).write_text(json.dumps(part))
+    throughput.main(["--from-json", *paths, "--note", "a note", "--markdown", str(tmp_path / "p.md")])
+    merged = throughput.merged(paths)
+    markdown = (tmp_path / "p.md").read_text()
+    rows = merged["training"]["rows"]
+    assert len(rows) == len(results["training"]["rows"])  # the mnist rows replaced, the others kept
+    assert {r["commit"][0] for r in rows if r["dataset"] == "mnist" and r["library"] == "diffbench"} == {"b"}
+    assert {r["commit"][0] for r in rows if r["dataset"] == "cifar10-jpeg"} == {"a"}
+    newest = performance_report.newest_training_row(merged, "mnist")
+    assert newest["commit"][0] == "b" and newest["train_images_per_s"] == mnist_rows[0]["train_images_per_s"]
+    variant = next(r for r in rows if r["dataset"] == "mnist" and r["variant"])
+    assert f"({variant['train_images_per_s'] / newest['train_images_per_s']:.2f}× params)" in markdown
+    assert [run["parts"] for run in merged["header"]["runs"]] == [["training", "metrics"], ["training", "sampling"]]
+    assert "`aaaaaaaaaaaa`" in markdown and "`bbbbbbb` |" in markdown and "- a note" in markdown
+    assert all(title.endswith(("`aaaaaaa`", "`bbbbbbb`")) for title in merged["profile"])
+
+
 @pytest.mark.parametrize("name, expected", [
     ("sm90_xmma_fprop_implicit_gemm_bf16bf16_bf16f32_f32_nhwckrsc_nchw_tilesize128x128x64", "convolution"),
     ("void cutlass::Kernel2<cutlass_80_wmma_tensorop_bf16_s161616gemm_bf16_32x32_128x2_tn_align8>", "convolution"),

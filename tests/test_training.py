@@ -14,7 +14,7 @@ from diffbench.diffusion import NoiseSchedule
 from diffbench.errors import DiffbenchError
 from diffbench.loss_window import LOSS_HEADER, loss_tsv
 from diffbench.training import (
-    TrainConfig, Trainer, TrainingDiverged, draw_batch, learning_rate, make_trainer, run_signature,
+    TrainConfig, Trainer, TrainingDiverged, compile_mode, draw_batch, learning_rate, make_trainer, run_signature,
 )
 from tests.conftest import tiny_unet_config
 
@@ -24,8 +24,8 @@ CTX = distributed.Context(rank=0, world_size=1, device=torch.device("cpu"))
 
 def config(**changes) -> TrainConfig:
     values = dict(steps=6, batch_size=4, lr=1e-3, warmup_steps=2, weight_decay=0.0, grad_clip=1.0, ema_decay=0.9,
-                  p_uncond=0.1, hflip=True, checkpoint_every=3, log_every=2, compile=False, bf16=True,
-                  channels_last=False)
+                  p_uncond=0.1, hflip=True, checkpoint_every=3, log_every=2, compile=False, cudagraphs=True,
+                  bf16=True, channels_last=False)
     return TrainConfig(**(values | changes))
 
 
@@ -336,3 +336,12 @@ def test_stage_nan_batch_is_one_line_naming_the_step_and_keeps_the_good_checkpoi
     assert sha256(stage_dir / "checkpoint.pt") == seen["checkpoint"]
     assert load_file(stage_dir / "checkpoint.pt")["step"] == 4
     assert not any((stage_dir / name).exists() for name in ("model.pt", "model_card.md", "train.json"))
+
+
+def test_cuda_graphs_only_where_one_cuda_device_trains_and_never_in_the_signature():
+    cuda = distributed.Context(rank=0, world_size=1, device=torch.device("cuda"))
+    ddp = distributed.Context(rank=0, world_size=2, device=torch.device("cuda"))
+    assert compile_mode(config(cudagraphs=True), cuda) == "reduce-overhead"
+    assert compile_mode(config(cudagraphs=False), cuda) is None
+    assert compile_mode(config(cudagraphs=True), ddp) is None and compile_mode(config(cudagraphs=True), CTX) is None
+    assert config(cudagraphs=True).signature() == config(cudagraphs=False).signature()  # a checkpoint resumes
