@@ -5,6 +5,12 @@ runs its model with the setting on, beside the params row measured in the same r
 restored afterwards, so later rows compile as the pipeline does. None of them changes what is computed,
 only how the kernels are chosen and launched:
 
+- ``force_layout``: inductor's layout optimisation (its convolutions and the kernels around them in
+  channels-last, chosen by inductor itself rather than by the model's tensors) even where its heuristic
+  declines it. For a training graph it declines whenever a convolution has at least twice as many input
+  channels as output channels (``decide_layout_opt``), as the U-Net's decoder convolutions on the
+  concatenated skips do, so cuDNN converts NCHW↔NHWC around every convolution of the training step (18 ms of
+  its 84 ms on the CIFAR U-Net, 2026-12-03); inference graphs already get the optimisation.
 - ``coordinate_descent``: inductor tunes each generated Triton kernel's block sizes and warps by coordinate
   descent (``coordinate_descent_tuning``), the normalisation reductions included; longer compile.
 - ``max_autotune``: inductor benchmarks Triton templates against cuDNN/cuBLAS for every convolution and
@@ -23,6 +29,7 @@ from contextlib import contextmanager
 import torch._inductor.config as inductor_config
 
 SETTINGS: dict[str, tuple[str, ...]] = {
+    "force_layout": ("force_layout_optimization",),
     "coordinate_descent": ("coordinate_descent_tuning",),
     "max_autotune": ("max_autotune", "max_autotune_pointwise"),
     "cudagraphs": ("triton.cudagraphs",),

@@ -1,20 +1,26 @@
 #!/usr/bin/env bash
 # Issue 9's throughput table and issue 10's recipe comparison in one GPU lease, from a bare machine.
-# Usage: scripts/gpu-benchmarks.sh OUT_DIR [END_EPOCH]      (environment: MODES, TRAIN_VARIANTS, SAMPLE_VARIANTS)
+# Usage: scripts/gpu-benchmarks.sh OUT_DIR [END_EPOCH]
+#   environment: PARTS (default "training sampling recipe"), MODES (training modes, default eager,compile),
+#   TRAIN_DATASETS (default both), TRAIN_VARIANTS, SAMPLE_VARIANTS ("none": no variant rows)
 # Needs torch-fidelity (and diffusers, for its comparison rows) importable, DIFFBENCH_DATA_DIR and
 # DIFFBENCH_INCEPTION_WEIGHTS as in the README's "Offline use", and DIFFBENCH_COMMIT where this copy has
 # no git history. Runs, one after the other (timings never share the GPU):
 #   1. prepare cifar10-jpeg and mnist (the metric part times the cifar10-jpeg splits);
-#   2. benchmarks/throughput.py --parts training --profile, with the variants of $TRAIN_VARIANTS (default: the
-#      inductor levers cudagraphs=true and coordinate_descent=true) beside the params.yaml rows;
-#   3. benchmarks/throughput.py --parts sampling,metrics --profile, with the DDIM-50 variants of $SAMPLE_VARIANTS
-#      (default: coordinate_descent=true, cudagraphs=true, batch_size=2000) beside the params rows;
-#   (channels_last was measured on 2026-12-03: 0.95x in training, 1.00x in sampling; reports/performance.md)
+#   2. training: benchmarks/throughput.py --parts training --profile, with the variants of $TRAIN_VARIANTS
+#      (default: force_layout=true, inductor's channels-last layout optimisation that its heuristic declines
+#      for these training graphs, and channels_last=true, profiled again to name what launches its copies)
+#      beside the params.yaml rows;
+#   3. sampling: benchmarks/throughput.py --parts sampling,metrics --profile, with the DDIM-50 variants of
+#      $SAMPLE_VARIANTS (default: none; 2026-12-03 measured cudagraphs 1.01x/1.06x and batch 2000 1.01x/1.09x
+#      on the CIFAR/MNIST U-Nets, and channels_last 1.00x: reports/performance.md);
 #   4. both merged into OUT_DIR/performance.{json,md};
-#   5. benchmarks/recipe.py on cifar10-jpeg (linear, the params recipe, EMA 0.99 / 0.995 / 0.999 averaged in
-#      one run; MNIST's comparison is committed in reports/recipe_mnist.md), cut at END_EPOCH (seconds since
-#      1970; default: 570 s after it starts): it rewrites its JSON, table and plot after every evaluation
-#      point, so a cut run keeps what it measured.
+#   5. recipe: benchmarks/recipe.py on cifar10-jpeg (linear, the params recipe, EMA 0.99 / 0.995 / 0.999
+#      averaged in one run; MNIST's comparison is committed in reports/recipe_mnist.md), cut at END_EPOCH
+#      (seconds since 1970; default: 570 s after it starts): it rewrites its JSON, table and plot after every
+#      evaluation point, so a cut run keeps what it measured.
+# Training's cudagraphs is a params key since 2026-12-03 (MNIST 2.33x, CIFAR 1.02x); coordinate_descent on the
+# CIFAR training step was still compiling after ~6 minutes that day, so it is no longer a default variant.
 set -uo pipefail
 out=${1:?usage: scripts/gpu-benchmarks.sh OUT_DIR [END_EPOCH]}; end_epoch=${2:-}
 cd "$(dirname "$0")/.."
@@ -29,16 +35,23 @@ stamp() { echo "== $* at $(date -u +%FT%TZ)"; }
 nvidia-smi --query-gpu=name,memory.total --format=csv
 stamp "benchmarks of commit $DIFFBENCH_COMMIT started"
 for dataset in cifar10-jpeg mnist; do python -m stages.prepare "$dataset" || exit 2; done
-stamp "training part"
-python benchmarks/throughput.py --parts training --profile --modes "${MODES:-eager,compile}" --train-variants ${TRAIN_VARIANTS:-cudagraphs=true coordinate_descent=true} \
-  --out "$out/training.json"
-stamp "sampling and metrics parts"
-python benchmarks/throughput.py --parts sampling,metrics --profile --sample-variants ${SAMPLE_VARIANTS:-coordinate_descent=true cudagraphs=true batch_size=2000} \
-  --metrics-train data/cifar10-jpeg/train.npz \
-  --metrics-test data/cifar10-jpeg/test.npz --out "$out/sampling.json"
-parts=(); for f in "$out/training.json" "$out/sampling.json"; do [[ -f $f ]] && parts+=("$f"); done
-[[ ${#parts[@]} -gt 0 ]] && python benchmarks/throughput.py --from-json "${parts[@]}" \
+parts=" ${PARTS:-training sampling recipe} "
+if [[ $parts == *" training "* ]]; then
+  stamp "training part"
+  python benchmarks/throughput.py --parts training --profile --modes "${MODES:-eager,compile}" \
+    --datasets "${TRAIN_DATASETS:-cifar10-jpeg,mnist}" \
+    --train-variants ${TRAIN_VARIANTS:-force_layout=true channels_last=true} --out "$out/training.json"
+fi
+if [[ $parts == *" sampling "* ]]; then
+  stamp "sampling and metrics parts"
+  variants=(); [[ ${SAMPLE_VARIANTS:-none} != none ]] && variants=(--sample-variants $SAMPLE_VARIANTS)
+  python benchmarks/throughput.py --parts sampling,metrics --profile "${variants[@]}" \
+    --metrics-train data/cifar10-jpeg/train.npz --metrics-test data/cifar10-jpeg/test.npz --out "$out/sampling.json"
+fi
+files=(); for f in "$out/training.json" "$out/sampling.json"; do [[ -f $f ]] && files+=("$f"); done
+[[ ${#files[@]} -gt 0 ]] && python benchmarks/throughput.py --from-json "${files[@]}" \
   --out "$out/performance.json" --markdown "$out/performance.md"
+if [[ $parts != *" recipe "* ]]; then stamp "benchmarks ended"; exit 0; fi
 recipe_seconds=570
 [[ -n $end_epoch ]] && recipe_seconds=$(( end_epoch - $(date +%s) < 570 ? end_epoch - $(date +%s) : 570 ))
 if (( recipe_seconds < 120 )); then stamp "benchmarks ended (no time left for the recipe comparison)"; exit 0; fi

@@ -84,13 +84,13 @@ def test_a_sampling_variant_with_an_unknown_key_fails_in_one_line():
     with pytest.raises(SystemExit) as error:
         throughput.parse_args(["--smoke", "--sample-variants", "lr=0.1"])
     assert str(error.value) == ("--sample-variants 'lr=0.1': 'lr=0.1' is not KEY=VALUE with KEY one of "
-                                "channels_last, batch_size, coordinate_descent, max_autotune, cudagraphs")
+                                "channels_last, batch_size, force_layout, coordinate_descent, max_autotune, cudagraphs")
 
 
 @pytest.mark.parametrize("text, message", [
     ("channels_last=yes", "channels_last must be true or false, got 'yes'"),
     ("batch_size=0", "batch_size must be an integer >= 1, got '0'"),
-    ("lr=0.1", "'lr=0.1' is not KEY=VALUE with KEY one of channels_last, batch_size, coordinate_descent"),
+    ("lr=0.1", "'lr=0.1' is not KEY=VALUE with KEY one of channels_last, batch_size, force_layout"),
     ("cudagraphs=1", "cudagraphs must be true or false, got '1'"),
     ("channels_last", "'channels_last' is not KEY=VALUE"),
 ])
@@ -116,8 +116,18 @@ def test_inductor_levers_hold_inside_their_row_only():
         assert config.coordinate_descent_tuning == before[0]
     assert (config.coordinate_descent_tuning, config.max_autotune, config.max_autotune_pointwise,
             config.triton.cudagraphs) == before
-    with pytest.raises(ValueError, match="not one of coordinate_descent, max_autotune, cudagraphs"):
+    with pytest.raises(ValueError, match="not one of force_layout, coordinate_descent, max_autotune, cudagraphs"):
         inductor_levers.patch_of({"fast": True})
+    with inductor_levers.patched({"force_layout": True}):
+        assert config.force_layout_optimization
+    assert not config.force_layout_optimization
+
+
+def test_training_cudagraphs_is_the_trainer_setting_not_a_patched_lever():
+    import inductor_levers
+
+    settings, levers = inductor_levers.split({"cudagraphs": False, "force_layout": True}, throughput.TRAINING_SETTINGS)
+    assert settings == {"cudagraphs": False} and levers == {"force_layout": True}
 
 
 def test_rows_skipped_here_say_why(smoke):
