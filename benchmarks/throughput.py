@@ -57,7 +57,7 @@ LIBRARIES = ("diffbench", "diffusers")
 MODES = ("eager", "compile")
 # what a --train-variants row may change: training settings, and inductor's levers (inductor_levers.py)
 VARIANT_KEYS = {"channels_last": bool, "batch_size": int} | inductor_levers.KEYS
-TRAINING_SETTINGS = frozenset({"cudagraphs"})  # a params key of training, set through the Trainer, not patched
+TRAINING_SETTINGS = frozenset({"cudagraphs", "force_layout"})  # params keys of training, set through the Trainer
 # Full-size defaults, and the --smoke run's (CPU, quick profile, a few steps); a flag given explicitly wins.
 FULL = {"params": "params.yaml", "device": "cuda", "modes": "eager,compile", "warmup_steps": 10, "train_steps": 100,
         "train_batch": None, "sample_batch": None, "sample_batches": 2, "profile_steps": 5, "pool": 50_000}
@@ -360,19 +360,24 @@ def merged(paths: list[str]) -> dict:
 
 
 def merged_training(files: list[dict], tag_commits: bool) -> dict:
-    """The training parts of ``files`` as one: a row (library, dataset, mode, variant) from the last file that
-    measured it, the other rows kept; with ``tag_commits`` each row carries its file's ``commit``, so that a
-    ratio is only ever taken between rows of one run."""
+    """The training parts of ``files`` as one: every row kept, a row (library, dataset, mode, variant) measured
+    again in the same commit from the last file; with ``tag_commits`` each row carries its file's ``commit``,
+    so that a ratio is only ever taken between rows of one run."""
     rows: dict[tuple, dict] = {}
     failed: list[dict] = []
     for results in files:
+        commit = results["header"].get("commit")
         for row in results["training"]["rows"]:
-            tagged = row | {"commit": results["header"].get("commit")} if tag_commits else row
-            rows[(row["library"], row["dataset"], row["mode"], row.get("variant"))] = tagged
+            tagged = row | {"commit": commit} if tag_commits else row
+            rows[(row["library"], row["dataset"], row["mode"], row.get("variant"), commit)] = tagged
         failed += results["training"].get("failed_variants", [])
     modes = {dataset: mode for results in files for dataset, mode in results["training"].get("pipeline_modes", {}).items()}
-    last = files[-1]["training"]
-    return last | {"rows": list(rows.values()), "pipeline_modes": modes} | ({"failed_variants": failed} if failed else {})
+    last = files[-1]["training"] | {"rows": list(rows.values()), "pipeline_modes": modes}
+    if tag_commits:
+        last["steps_by_run"] = {results["header"].get("commit"): [results["training"]["warmup_steps"],
+                                                                  results["training"]["train_steps"]]
+                                for results in files}
+    return last | ({"failed_variants": failed} if failed else {})
 
 
 def write(results: dict, args: argparse.Namespace) -> None:

@@ -34,7 +34,7 @@ ARCHITECTURE_KEYS = {"channels": int, "channel_mult": list, "num_res_blocks": in
 TRAINING_KEYS = {
     "steps": int, "batch_size": int, "lr": float, "warmup_steps": int, "weight_decay": float,
     "grad_clip": float, "ema_decay": float, "p_uncond": float, "hflip": bool, "checkpoint_every": int,
-    "log_every": int, "compile": bool, "cudagraphs": bool, "bf16": bool, "channels_last": bool,
+    "log_every": int, "compile": bool, "cudagraphs": bool, "force_layout": bool, "bf16": bool, "channels_last": bool,
 }
 TRAINING_OPTIONAL = ("chosen_by",)  # text for the model card: where lr, batch and EMA length come from
 SAMPLING_KEYS = {"n_samples": int, "batch_size": int, "bf16": bool, "compile": bool, "determinism_images": int,

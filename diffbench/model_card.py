@@ -36,7 +36,7 @@ def render(record: dict) -> str:
         f"once warmed up; sampling uses the EMA weights |",
         *([f"| recipe chosen by | {recipe['chosen_by']} |"] if recipe.get("chosen_by") else []),
         f"| precision | {recipe['precision']}, torch.compile={train['compile']}"
-        f"{', CUDA graphs=' + str(train['cudagraphs']) if 'cudagraphs' in train else ''}, channels_last={train['channels_last']} |",
+        f"{compile_settings(train)}, channels_last={train['channels_last']} |",
         f"| final loss | {'—' if final_loss is None else f'{final_loss:.4f}'} (mean over the last log interval) |",
         f"| seed | {record['seed']} |",
         f"| software | torch {record['software']['torch']}, diffbench {record['software']['diffbench']} |",
@@ -45,3 +45,9 @@ def render(record: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def compile_settings(train: dict) -> str:
+    """The training step's compile options a train.json records (older ones record neither)."""
+    names = {"cudagraphs": "CUDA graphs", "force_layout": "inductor layout optimisation forced"}
+    return "".join(f", {label}={train[key]}" for key, label in names.items() if key in train)

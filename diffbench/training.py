@@ -60,12 +60,13 @@ class TrainConfig:
     log_every: int
     compile: bool
     cudagraphs: bool  # with compile, on one CUDA device: the compiled graphs replayed as CUDA graphs
+    force_layout: bool  # with compile, on CUDA: inductor's channels-last layout optimisation, always
     bf16: bool
     channels_last: bool
 
     def signature(self) -> dict:
         """The fields that change what is learned (not how long or how it is logged)."""
-        skip = {"steps", "checkpoint_every", "log_every", "compile", "cudagraphs"}
+        skip = {"steps", "checkpoint_every", "log_every", "compile", "cudagraphs", "force_layout"}
         return {k: v for k, v in asdict(self).items() if k not in skip}
 
 
@@ -111,12 +112,21 @@ def configure_backends(device: torch.device) -> None:
         torch.backends.cudnn.benchmark = True
 
 
-def compile_mode(config: TrainConfig, ctx: distributed.Context) -> str | None:
-    """torch.compile's mode for the training step: ``reduce-overhead`` (inductor's graphs replayed as CUDA
-    graphs: one launch per graph instead of one per kernel) where ``cudagraphs`` asks for it on one CUDA
-    device; the default mode on the CPU and under DDP, whose gradient hooks a captured graph would not run."""
-    graphs = config.cudagraphs and ctx.device.type == "cuda" and ctx.world_size == 1
-    return "reduce-overhead" if graphs else None
+def compile_options(config: TrainConfig, ctx: distributed.Context) -> dict[str, bool] | None:
+    """Inductor options of the training step's torch.compile (None: the defaults), on CUDA only:
+
+    - ``cudagraphs`` on one device: the compiled graphs replayed as CUDA graphs (what ``mode="reduce-overhead"``
+      sets), one launch per graph instead of one per kernel; not under DDP, whose gradient hooks a captured
+      graph would not run;
+    - ``force_layout``: inductor's layout optimisation (convolutions and the kernels around them in channels-last,
+      laid out by inductor) even though its heuristic declines it for a graph with a convolution of ≥ 2× more
+      input than output channels, as the U-Net decoder's on the concatenated skips; without it cuDNN converts
+      NCHW↔NHWC around every convolution of the step."""
+    if ctx.device.type != "cuda":
+        return None
+    options = {"triton.cudagraphs": config.cudagraphs and ctx.world_size == 1,
+               "force_layout_optimization": config.force_layout}
+    return {name: True for name, on in options.items() if on} or None
 
 
 class Trainer:
@@ -151,7 +161,7 @@ class Trainer:
         forward = self.model
         if ctx.world_size > 1:
             forward = DistributedDataParallel(self.model, device_ids=[ctx.device] if ctx.device.type == "cuda" else None)
-        self.forward = torch.compile(forward, mode=compile_mode(config, ctx)) if config.compile else forward
+        self.forward = torch.compile(forward, options=compile_options(config, ctx)) if config.compile else forward
 
     # ---- state -------------------------------------------------------------------------
     def state(self) -> dict:

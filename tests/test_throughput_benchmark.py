@@ -123,11 +123,12 @@ def test_inductor_levers_hold_inside_their_row_only():
     assert not config.force_layout_optimization
 
 
-def test_training_cudagraphs_is_the_trainer_setting_not_a_patched_lever():
+def test_training_cudagraphs_and_force_layout_are_trainer_settings_not_patched_levers():
     import inductor_levers
 
-    settings, levers = inductor_levers.split({"cudagraphs": False, "force_layout": True}, throughput.TRAINING_SETTINGS)
-    assert settings == {"cudagraphs": False} and levers == {"force_layout": True}
+    variant = {"cudagraphs": False, "force_layout": True, "coordinate_descent": True}
+    settings, levers = inductor_levers.split(variant, throughput.TRAINING_SETTINGS)
+    assert settings == {"cudagraphs": False, "force_layout": True} and levers == {"coordinate_descent": True}
 
 
 def test_rows_skipped_here_say_why(smoke):
@@ -193,11 +194,15 @@ def test_from_json_merges_parts_of_several_runs(smoke, tmp_path):
 
 def test_from_json_of_several_commits_merges_training_rows_and_takes_ratios_within_one_run(smoke, tmp_path):
     results, _ = smoke
-    old = results | {"header": results["header"] | {"commit": "a" * 40}}
+    cifar = performance_report.training_row(results, "diffbench", "cifar10-jpeg")
+    diffusers = cifar | {"library": "diffusers", "train_images_per_s": cifar["train_images_per_s"] / 2}
+    old = results | {"header": results["header"] | {"commit": "a" * 40},
+                     "training": results["training"] | {"rows": results["training"]["rows"] + [diffusers]}}
     mnist_rows = [r | {"train_images_per_s": r["train_images_per_s"] * 3} for r in results["training"]["rows"]
                   if r["dataset"] == "mnist" and r["library"] == "diffbench"]
     new = {"header": results["header"] | {"commit": "b" * 40, "command": "second run"},
-           "training": results["training"] | {"rows": mnist_rows, "pipeline_modes": {"mnist": "eager"}},
+           "training": results["training"] | {"rows": mnist_rows, "pipeline_modes": {"mnist": "eager"},
+                                              "train_steps": results["training"]["train_steps"] + 1},
            "sampling": results["sampling"]}
     paths = []
     for name, part in (("old.json", old), ("new.json", new)):
@@ -207,16 +212,19 @@ def test_from_json_of_several_commits_merges_training_rows_and_takes_ratios_with
     merged = throughput.merged(paths)
     markdown = (tmp_path / "p.md").read_text()
     rows = merged["training"]["rows"]
-    assert len(rows) == len(results["training"]["rows"])  # the mnist rows replaced, the others kept
-    assert {r["commit"][0] for r in rows if r["dataset"] == "mnist" and r["library"] == "diffbench"} == {"b"}
+    assert len(rows) == len(results["training"]["rows"]) + 1 + len(mnist_rows)  # every run's rows kept
+    assert {r["commit"][0] for r in rows if r["dataset"] == "mnist" and r["library"] == "diffbench"} == {"a", "b"}
     assert {r["commit"][0] for r in rows if r["dataset"] == "cifar10-jpeg"} == {"a"}
     newest = performance_report.newest_training_row(merged, "mnist")
     assert newest["commit"][0] == "b" and newest["train_images_per_s"] == mnist_rows[0]["train_images_per_s"]
-    variant = next(r for r in rows if r["dataset"] == "mnist" and r["variant"])
+    variant = next(r for r in rows if r["dataset"] == "mnist" and r["variant"] and r["commit"][0] == "b")
     assert f"({variant['train_images_per_s'] / newest['train_images_per_s']:.2f}× params)" in markdown
+    ratio = next(t for t in performance_report.targets(merged) if t.what.startswith("training, CIFAR U-Net vs"))
+    assert ratio.measured.startswith("2.00×") and "run `aaaaaaa`" in ratio.measured  # within the run with diffusers
     assert [run["parts"] for run in merged["header"]["runs"]] == [["training", "metrics"], ["training", "sampling"]]
     assert "`aaaaaaaaaaaa`" in markdown and "`bbbbbbb` |" in markdown and "- a note" in markdown
     assert all(title.endswith(("`aaaaaaa`", "`bbbbbbb`")) for title in merged["profile"])
+    assert f"{results['training']['train_steps'] + 1} steps after" in markdown and "warm-up steps in `bbbbbbb`" in markdown
 
 
 @pytest.mark.parametrize("name, expected", [

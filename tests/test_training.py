@@ -14,7 +14,7 @@ from diffbench.diffusion import NoiseSchedule
 from diffbench.errors import DiffbenchError
 from diffbench.loss_window import LOSS_HEADER, loss_tsv
 from diffbench.training import (
-    TrainConfig, Trainer, TrainingDiverged, compile_mode, draw_batch, learning_rate, make_trainer, run_signature,
+    TrainConfig, Trainer, TrainingDiverged, compile_options, draw_batch, learning_rate, make_trainer, run_signature,
 )
 from tests.conftest import tiny_unet_config
 
@@ -25,7 +25,7 @@ CTX = distributed.Context(rank=0, world_size=1, device=torch.device("cpu"))
 def config(**changes) -> TrainConfig:
     values = dict(steps=6, batch_size=4, lr=1e-3, warmup_steps=2, weight_decay=0.0, grad_clip=1.0, ema_decay=0.9,
                   p_uncond=0.1, hflip=True, checkpoint_every=3, log_every=2, compile=False, cudagraphs=True,
-                  bf16=True, channels_last=False)
+                  force_layout=False, bf16=True, channels_last=False)
     return TrainConfig(**(values | changes))
 
 
@@ -338,10 +338,12 @@ def test_stage_nan_batch_is_one_line_naming_the_step_and_keeps_the_good_checkpoi
     assert not any((stage_dir / name).exists() for name in ("model.pt", "model_card.md", "train.json"))
 
 
-def test_cuda_graphs_only_where_one_cuda_device_trains_and_never_in_the_signature():
+def test_compile_options_cuda_graphs_on_one_cuda_device_layout_on_cuda_neither_in_the_signature():
     cuda = distributed.Context(rank=0, world_size=1, device=torch.device("cuda"))
     ddp = distributed.Context(rank=0, world_size=2, device=torch.device("cuda"))
-    assert compile_mode(config(cudagraphs=True), cuda) == "reduce-overhead"
-    assert compile_mode(config(cudagraphs=False), cuda) is None
-    assert compile_mode(config(cudagraphs=True), ddp) is None and compile_mode(config(cudagraphs=True), CTX) is None
-    assert config(cudagraphs=True).signature() == config(cudagraphs=False).signature()  # a checkpoint resumes
+    both = config(cudagraphs=True, force_layout=True)
+    assert compile_options(both, cuda) == {"triton.cudagraphs": True, "force_layout_optimization": True}
+    assert compile_options(both, ddp) == {"force_layout_optimization": True}
+    assert compile_options(config(cudagraphs=False, force_layout=False), cuda) is None
+    assert compile_options(both, CTX) is None
+    assert both.signature() == config(cudagraphs=False, force_layout=False).signature()  # a checkpoint resumes
