@@ -68,10 +68,16 @@ def mode_text(row: dict) -> str:
 
 
 def versus_params(results: dict, row: dict) -> str:
-    """A variant row's speed as a multiple of its params.yaml row's, measured in the same run; '' otherwise."""
+    """A variant row's speed as a multiple of its params.yaml row's, measured in the same run, and where both
+    trained the same batches (same batch size) the difference of their mean losses; '' otherwise."""
     base = training_row(results, row["library"], row["dataset"], row["mode"], row.get("commit")) \
         if row.get("variant") else None
-    return f" ({row['train_images_per_s'] / base['train_images_per_s']:.2f}× params)" if base else ""
+    if not base:
+        return ""
+    loss = ""
+    if row["train_batch"] == base["train_batch"] and row.get("mean_loss") and base.get("mean_loss"):
+        loss = f", loss {row['mean_loss'] / base['mean_loss'] - 1:+.1%}"
+    return f" ({row['train_images_per_s'] / base['train_images_per_s']:.2f}× params{loss})"
 
 
 def best_diffusers(results: dict, key: str, commit: str | None = None) -> tuple[float, str] | None:
@@ -188,7 +194,9 @@ def training_section(results: dict) -> list[str]:
         f"The train stage's own `Trainer` step with params.yaml settings, {timed_steps(training)} "
         "(compile included, reported as start-up); diffusers' UNet2DModel "
         "(DDPM CIFAR-10 configuration) runs in the same Trainer. A mode with `+ key=value` is a variant: the "
-        "params.yaml settings with that one changed, its speed also given as a multiple of the params row's. "
+        "params.yaml settings with that one changed, its speed also given as a multiple of the params row's and, "
+        "where it trained the same batches, its mean loss over all steps against the params row's (the same seed, "
+        "weights and images: a lever that changes only how the step runs stays within bf16 noise). "
         "MFU = 3 × forward FLOPs × images/s ÷ "
         f"{cell(training.get('peak_tflops'), '.0f')} TFLOP/s (dense bf16 peak).", "",
         "| GPU | network | dataset | mode | params | GFLOP/fwd | batch | train img/s | TFLOP/s | MFU | start-up s |"

@@ -180,7 +180,18 @@ def time_training(trainer: Trainer, images: torch.Tensor, labels: torch.Tensor, 
     trainer.fit(images, labels, None, noop, stop_at=warmup + steps)
     seconds = time.perf_counter() - start
     return {"startup_seconds": startup, "train_images_per_s": steps * trainer.config.batch_size / seconds,
-            "train_batch": trainer.config.batch_size}
+            "train_batch": trainer.config.batch_size, "mean_loss": mean_loss(trainer)}
+
+
+def mean_loss(trainer: Trainer) -> float:
+    """The mean loss over every step the Trainer took (its closed log intervals and the open one). Rows of one
+    run start from the same seed, weights and images, so a variant that only changes how the step is compiled
+    or launched (CUDA graphs, layouts, tuning) must land within bf16 noise of the params row's."""
+    total, done = 0.0, 0
+    for row in trainer.history:
+        total, done = total + row.loss * (row.step - done), row.step
+    pending = trainer.window.buffer[:trainer.window.count, 0].double()
+    return (total + float(pending.sum())) / (done + len(pending))
 
 
 def pipeline_mode(params: Params, dataset: str) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from benchmarks import throughput  # puts benchmarks/ on sys.path for its sibling modules
 import kernel_profile  # noqa: E402
@@ -121,6 +122,34 @@ def test_inductor_levers_hold_inside_their_row_only():
     with inductor_levers.patched({"force_layout": True}):
         assert config.force_layout_optimization
     assert not config.force_layout_optimization
+
+
+def test_mean_loss_weighs_closed_intervals_by_their_steps_and_adds_the_open_one():
+    class Row:
+        def __init__(self, step, loss):
+            self.step, self.loss = step, loss
+
+    class Window:
+        buffer = torch.tensor([[4.0, 0.0], [6.0, 0.0], [99.0, 0.0]])
+        count = 2
+
+    class FakeTrainer:
+        history = [Row(3, 1.0), Row(4, 2.0)]  # steps 1-3 at mean 1, step 4 at 2
+        window = Window()
+
+    assert throughput.mean_loss(FakeTrainer()) == pytest.approx((3 * 1.0 + 2.0 + 4.0 + 6.0) / 6)
+
+
+def test_a_variant_of_the_same_batches_shows_its_loss_against_the_params_row(smoke):
+    results, _ = smoke
+    base = performance_report.training_row(results, "diffbench", "cifar10-jpeg")
+    assert base["mean_loss"] > 0
+    variant = base | {"variant": "force_layout=true", "train_images_per_s": base["train_images_per_s"] * 1.2,
+                      "mean_loss": base["mean_loss"] * 1.004}
+    merged = results | {"training": results["training"] | {"rows": results["training"]["rows"] + [variant]}}
+    assert "(1.20× params, loss +0.4%)" in performance_report.render(merged)
+    assert ", loss " not in performance_report.versus_params(results, next(
+        r for r in results["training"]["rows"] if r["variant"]))  # another batch size: other batches, no loss
 
 
 def test_training_cudagraphs_and_force_layout_are_trainer_settings_not_patched_levers():
