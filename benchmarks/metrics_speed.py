@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from bench_common import result_and_seconds, seconds_of
+from kernel_profile import profile_calls
 from diffbench.data import load_split
 from diffbench.metrics.fast import FidStatistic, KidStatistic, PrecisionRecallStatistic, reference_statistics
 from diffbench.metrics.fidelity import fid_from_features, kid_from_features
@@ -136,10 +137,18 @@ def interval_seconds(gen: np.ndarray, ref: np.ndarray, config: SuiteConfig, devi
     return {name: seconds_of(values, device) for name, values in parts.items()}
 
 
+def extraction_profile(extractor, images: np.ndarray, batch: int, device: torch.device, calls: int = 3) -> dict:
+    """Where the time of Inception feature extraction goes: ``calls`` batches of ``batch`` images through the
+    pipeline's ``extract`` (upload, the network with its 299×299 resize, features back to the host), profiled
+    (``kernel_profile.profile_calls``)."""
+    return profile_calls(lambda: extractor.extract(images[:batch], batch), calls, device)
+
+
 def measure(train: str, test: str, n: int = 50000, n_ref: int = 10000, batch: int = 500, resamples: int = 50,
-            weights: str | None = None, classifier: str | None = None) -> dict:
+            weights: str | None = None, classifier: str | None = None, profile: bool = False) -> dict:
     """Seconds of each part for ``n`` images of split ``train`` against ``n_ref`` of ``test``, both
-    implementations' numbers, and the totals (benchmarks/throughput.py reports this as its metric row)."""
+    implementations' numbers, and the totals (benchmarks/throughput.py reports this as its metric row); with
+    ``profile``, where the extraction's time goes (``extraction_profile``)."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     gen_images = tile(load_split(train)[0], n)
     ref_images = load_split(test)[0][:n_ref]
@@ -174,6 +183,7 @@ def measure(train: str, test: str, n: int = 50000, n_ref: int = 10000, batch: in
         _, t["classifier features"] = result_and_seconds(lambda: clf.extract(gen_images, batch), device)
     clip_rate = clip_embedding_rate(gen_images[:10000], device, batch)
     variants = extraction_variants(extractor, gen_images, ref_images, batch, fid, device)
+    where = {"extraction_profile": extraction_profile(extractor, gen_images, batch, device)} if profile else {}
 
     ours = t["Inception features"] + t["FID (diffbench)"] + t["KID (diffbench)"] + t["precision/recall (diffbench)"]
     theirs = (t["Inception features"] + t["FID (torch-fidelity)"] + t["KID (torch-fidelity)"]
@@ -188,7 +198,7 @@ def measure(train: str, test: str, n: int = 50000, n_ref: int = 10000, batch: in
         "suite": {k: suite[k] for k in ("fid", "fid_lo", "fid_hi", "precision", "precision_lo", "precision_hi")},
         "inception_images_per_second": n / t["Inception features"],
         "clip_images_per_second": clip_rate, "extraction_variants": variants, "interval_seconds": intervals,
-    }
+    } | where
 
 
 def main() -> None:

@@ -322,14 +322,17 @@ def sampling_part(params: Params, args: argparse.Namespace, profiles: dict) -> d
             "diffusers": diffusers}
 
 
-def metrics_part(args: argparse.Namespace) -> dict:
+def metrics_part(args: argparse.Namespace, profiles: dict) -> dict:
     if not args.metrics_train:
         return {"skipped": "no --metrics-train/--metrics-test given (prepared splits, e.g. data/cifar10-jpeg/"
                            "train.npz and test.npz)"}
     import metrics_speed
 
     result = metrics_speed.measure(args.metrics_train, args.metrics_test, n=args.metrics_n,
-                                   weights=args.inception_weights)
+                                   weights=args.inception_weights, profile=args.profile)
+    if "extraction_profile" in result:
+        profiles["metric suite: Inception features of one batch (extract, as the score stage runs it)"] = \
+            result.pop("extraction_profile")
     print(f"{result['gpu']} | metric suite | {result['n']} images | {result['fid_kid_prc_total_seconds']:.1f} s", flush=True)
     return result
 
@@ -422,7 +425,7 @@ def main(argv: list[str] | None = None) -> None:
     if "sampling" in args.parts:
         results["sampling"] = sampling_part(params, args, profiles)
     if "metrics" in args.parts:
-        results["metrics"] = metrics_part(args)
+        results["metrics"] = metrics_part(args, profiles)
     if profiles:
         results["profile"] = profiles
     for target in performance_report.targets(results):

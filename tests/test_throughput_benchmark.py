@@ -124,6 +124,23 @@ def test_inductor_levers_hold_inside_their_row_only():
     assert not config.force_layout_optimization
 
 
+def test_extraction_profile_times_the_extract_calls():
+    import metrics_speed
+
+    class Extractor:
+        calls = 0
+
+        def extract(self, images, batch):
+            Extractor.calls += 1
+            x = torch.from_numpy(images[:batch]).float()
+            return {"pool": torch.nn.functional.conv2d(x.permute(0, 3, 1, 2), torch.ones(4, 3, 3, 3)).numpy()}
+
+    images = np.zeros((6, 8, 8, 3), np.uint8)
+    summary = metrics_speed.extraction_profile(Extractor(), images, 2, torch.device("cpu"), calls=3)
+    assert Extractor.calls == 4 and summary["steps"] == 3  # one unprofiled call first
+    assert summary["categories"]["convolution"] > 0 and math.isclose(sum(summary["categories"].values()), 1.0)
+
+
 def test_mean_loss_weighs_closed_intervals_by_their_steps_and_adds_the_open_one():
     class Row:
         def __init__(self, step, loss):
