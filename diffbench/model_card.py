@@ -36,7 +36,7 @@ def render(record: dict) -> str:
         f"once warmed up; sampling uses the EMA weights |",
         *([f"| recipe chosen by | {recipe['chosen_by']} |"] if recipe.get("chosen_by") else []),
         f"| precision | {recipe['precision']}, torch.compile={train['compile']}"
-        f"{compile_settings(train)}, channels_last={train['channels_last']} |",
+        f"{inductor_text(recipe)}, channels_last={train['channels_last']} |",
         f"| final loss | {'—' if final_loss is None else f'{final_loss:.4f}'} (mean over the last log interval) |",
         f"| seed | {record['seed']} |",
         f"| software | torch {record['software']['torch']}, diffbench {record['software']['diffbench']} |",
@@ -47,7 +47,7 @@ def render(record: dict) -> str:
     return "\n".join(lines)
 
 
-def compile_settings(train: dict) -> str:
-    """The training step's compile options a train.json records (older ones record neither)."""
-    names = {"cudagraphs": "CUDA graphs", "force_layout": "inductor layout optimisation forced"}
-    return "".join(f", {label}={train[key]}" for key, label in names.items() if key in train)
+def inductor_text(recipe: dict) -> str:
+    """The inductor options the compiled training step ran with (records before 2026-12-03 have none)."""
+    options = recipe.get("inductor_options")
+    return f" (inductor: {', '.join(options)})" if options else ""

@@ -305,6 +305,7 @@ class Trainer:
             "ema_decay": config.ema_decay, "ema_warmup": WARMUP_RULE, "ema_length_steps": 1 / (1 - config.ema_decay),
             "precision": "bf16 autocast" if self.use_bf16 else "fp32", "processes": self.ctx.world_size,
             "forward_gflops_per_image": forward_flops(self.unet_config) / 1e9,
+            "inductor_options": sorted(compile_options(config, self.ctx) or {}) if config.compile else None,
         }
 
     @property

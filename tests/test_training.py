@@ -347,3 +347,15 @@ def test_compile_options_cuda_graphs_on_one_cuda_device_layout_on_cuda_neither_i
     assert compile_options(config(cudagraphs=False, force_layout=False), cuda) is None
     assert compile_options(both, CTX) is None
     assert both.signature() == config(cudagraphs=False, force_layout=False).signature()  # a checkpoint resumes
+
+
+def test_recipe_and_model_card_name_the_inductor_options_the_step_ran_with():
+    from diffbench.model_card import inductor_text
+
+    assert trainer(config(compile=False)).recipe()["inductor_options"] is None
+    assert trainer(config(compile=True, cudagraphs=True, force_layout=True)).recipe()["inductor_options"] == []  # CPU
+    options = compile_options(config(cudagraphs=True, force_layout=True),
+                              distributed.Context(rank=0, world_size=1, device=torch.device("cuda")))
+    assert inductor_text({"inductor_options": sorted(options)}) == \
+        " (inductor: force_layout_optimization, triton.cudagraphs)"
+    assert inductor_text({}) == inductor_text({"inductor_options": []}) == ""
