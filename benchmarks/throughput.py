@@ -255,6 +255,14 @@ def failed_or(measure: Callable[[], dict], what: dict, failed: list[dict]) -> di
         return None
 
 
+def same_as_params(params: Params, dataset: str, variant: dict) -> bool:
+    """Whether a training variant only restates ``dataset``'s params settings (its row would be the params row
+    again: skipped). Inductor levers are never params settings."""
+    _, levers = inductor_levers.split(variant, TRAINING_SETTINGS)
+    settings = params.section("training")[dataset]
+    return not levers and all(settings.get(key) == value for key, value in variant.items())
+
+
 def training_part(params: Params, args: argparse.Namespace, profiles: dict) -> dict:
     rows, failed = [], []
     for dataset in args.datasets:
@@ -263,7 +271,8 @@ def training_part(params: Params, args: argparse.Namespace, profiles: dict) -> d
                 continue
             runs = [(mode, None) for mode in args.modes]
             if library == "diffbench":
-                runs += [(pipeline_mode(params, dataset), variant) for variant in args.train_variants]
+                runs += [(pipeline_mode(params, dataset), variant) for variant in args.train_variants
+                         if not same_as_params(params, dataset, variant)]
             for mode, variant in runs:
                 measure = lambda: measure_training(params, library, dataset, mode, args, profiles, variant)  # noqa: E731
                 row = failed_or(measure, {"library": library, "dataset": dataset, "mode": mode,

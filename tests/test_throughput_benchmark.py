@@ -169,6 +169,15 @@ def test_a_variant_of_the_same_batches_shows_its_loss_against_the_params_row(smo
         r for r in results["training"]["rows"] if r["variant"]))  # another batch size: other batches, no loss
 
 
+def test_a_training_variant_that_restates_the_params_is_not_measured_again():
+    params = throughput.load_params(str(ROOT / "params.yaml"))
+    cifar = params.section("training")["cifar10-jpeg"]
+    assert throughput.same_as_params(params, "cifar10-jpeg", {"force_layout": cifar["force_layout"]})
+    assert not throughput.same_as_params(params, "cifar10-jpeg", {"force_layout": not cifar["force_layout"]})
+    assert not throughput.same_as_params(params, "cifar10-jpeg", {"coordinate_descent": False})  # a lever: measured
+    assert not throughput.same_as_params(params, "cifar10-jpeg", {"batch_size": cifar["batch_size"] * 2})
+
+
 def test_training_cudagraphs_and_force_layout_are_trainer_settings_not_patched_levers():
     import inductor_levers
 
@@ -440,7 +449,7 @@ def test_a_variant_that_fails_is_reported_and_the_other_rows_still_run(monkeypat
 
     def training_row(params, library, dataset, mode, args, profiles, variant=None):
         if variant:
-            raise RuntimeError("cudagraphs: no CUDA here\nsecond line")
+            raise RuntimeError("force_layout: no CUDA here\nsecond line")
         return {"library": library, "dataset": dataset, "mode": mode, "variant": None, "parameters": 1e6,
                 "forward_gflops_per_image": 1.0, "train_batch": 4, "train_images_per_s": 10.0,
                 "train_tflops_per_second": None, "train_mfu": None, "startup_seconds": 1.0}
@@ -452,19 +461,19 @@ def test_a_variant_that_fails_is_reported_and_the_other_rows_still_run(monkeypat
     monkeypatch.setattr(sampling_speed, "measure_variant", sampling_variant)
     out = tmp_path / "performance.json"
     throughput.main(["--smoke", "--parts", "training,sampling", "--datasets", "mnist", "--train-variants",
-                     "cudagraphs=true", "--sample-variants", "coordinate_descent=true", "--out", str(out),
+                     "force_layout=true", "--sample-variants", "coordinate_descent=true", "--out", str(out),
                      "--markdown", str(tmp_path / "performance.md")])
     results = json.loads(out.read_text())
     assert [r["variant"] for r in results["training"]["rows"]] == [None]
     assert results["training"]["failed_variants"] == [
-        {"library": "diffbench", "dataset": "mnist", "mode": "eager", "variant": "cudagraphs=true",
-         "error": "RuntimeError: cudagraphs: no CUDA here"}]
+        {"library": "diffbench", "dataset": "mnist", "mode": "eager", "variant": "force_layout=true",
+         "error": "RuntimeError: force_layout: no CUDA here"}]
     (entry,) = results["sampling"]["datasets"]
     assert "variants" not in entry and entry["rows"][0]["run"] == "DDIM-50"
     assert entry["failed_variants"] == [{"variant": "coordinate_descent=true",
                                          "error": "ValueError: no kernel for this lever"}]
     markdown = (tmp_path / "performance.md").read_text()
-    assert "- variant failed: diffbench mnist eager + cudagraphs=true: `RuntimeError: cudagraphs: no CUDA here`" in markdown
+    assert "- variant failed: diffbench mnist eager + force_layout=true: `RuntimeError: force_layout: no CUDA here`" in markdown
     assert "- variant failed: mnist DDIM-50 + coordinate_descent=true: `ValueError: no kernel for this lever`" in markdown
 
 
