@@ -390,15 +390,15 @@ def test_extraction_settings_hold_inside_their_variant_only():
             return (self.conv(x).mean((2, 3)),)
 
     extractor = type("Extractor", (), {"model": Features()})()
-    flags = metrics_speed.EXTRACTION_VARIANTS["channels_last + bf16 autocast"]
     saved = torch.backends.cudnn.benchmark
-    with metrics_speed.extraction_settings(extractor, flags):
-        assert extractor.model.conv.weight.is_contiguous(memory_format=torch.channels_last)
-        assert torch.backends.cudnn.benchmark
-        (out,) = extractor.model(torch.randn(2, 3, 8, 8))
-        assert out.dtype == torch.float32
-    assert extractor.model.conv.weight.is_contiguous() and "forward" not in vars(extractor.model)
-    assert torch.backends.cudnn.benchmark == saved
+    for name in ("channels_last + bf16 autocast", "channels_last + fp16 autocast"):
+        with metrics_speed.extraction_settings(extractor, metrics_speed.EXTRACTION_VARIANTS[name]):
+            assert extractor.model.conv.weight.is_contiguous(memory_format=torch.channels_last)
+            assert torch.backends.cudnn.benchmark
+            (out,) = extractor.model(torch.randn(2, 3, 8, 8))
+            assert out.dtype == torch.float32
+        assert extractor.model.conv.weight.is_contiguous() and "forward" not in vars(extractor.model)
+        assert torch.backends.cudnn.benchmark == saved
     network = extractor.model
     with metrics_speed.extraction_settings(extractor, metrics_speed.EXTRACTION_VARIANTS[
             "channels_last + torch.compile + TF32"]):
