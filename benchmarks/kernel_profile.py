@@ -33,6 +33,7 @@ RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
 CATEGORIES = tuple(name for name, _ in RULES) + (OTHER,)
 FUSED_TRITON = ("triton_poi_", "triton_per_", "triton_red_")
 SKIPPED = ("ProfilerStep", "[memory]")
+RUNTIME = ("cuda", "cuLaunch", "Command Buffer Full")  # CUDA runtime events: the launch, not the operator
 
 
 def category(name: str) -> str:
@@ -87,7 +88,7 @@ def launchers(events, depth: int = 4) -> dict[str, dict[str, float]]:
         for kernel in getattr(event, "kernels", ()):
             ops, op = [], event
             while op is not None and len(ops) < depth:
-                if not op.name.startswith(SKIPPED):
+                if not op.name.startswith(SKIPPED + RUNTIME):
                     ops.append(op.name)
                 op = op.cpu_parent
             per_chain = chains.setdefault(kernel.name, {})

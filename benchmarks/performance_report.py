@@ -3,6 +3,7 @@ values (met / not met / not measured), then the training, sampling, metric-suite
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from diffbench.runs import scale_text
@@ -11,6 +12,7 @@ CIFAR, MNIST = "cifar10-jpeg", "mnist"
 SMOKE_WARNING = ("> **Smoke run** (`--smoke`: CPU, tiny U-Nets of profiles/quick/params.yaml, a few steps). It only "
                  "checks that the benchmark runs: these numbers are not measurements, never publish them.")
 NAME_WIDTH = 90  # kernel names are cut to this many characters
+COMPILED_GRAPH = re.compile(r"## Call CompiledFxGraph \w+ ##")
 
 
 @dataclass(frozen=True)
@@ -337,9 +339,14 @@ def profile_table(title: str, summary: dict) -> list[str]:
     return lines + launched_by_lines(summary["top"]) + [""]
 
 
+def short_ops(chain: str) -> str:
+    """A launching chain as the report shows it: inductor's graph calls without their hashes."""
+    return COMPILED_GRAPH.sub("compiled graph", chain).replace("autograd::engine::evaluate_function: ", "").replace("|", "/")
+
+
 def launched_by_lines(top: list[dict]) -> list[str]:
     """Which CPU operators launched each top kernel (innermost first), where the profile linked them."""
-    rows = [f"- #{i}: " + "; ".join(f"{chain['ops'].replace('|', '/')} ({chain['share']:.0%})"
+    rows = [f"- #{i}: " + "; ".join(f"{short_ops(chain['ops'])} ({chain['share']:.0%})"
                                     for chain in k["launched_by"])
             for i, k in enumerate(top, 1) if k.get("launched_by")]
     return ["", "Launched by (CPU operators, innermost first, share of the kernel's time):", "", *rows] if rows else []

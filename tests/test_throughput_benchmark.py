@@ -324,10 +324,11 @@ def test_launchers_name_the_operator_chain_of_each_kernel_and_the_report_shows_i
     copy = Op("aten::copy_", contiguous, [Kernel("elementwise_kernel", 0, 30.0)])
     other_copy = Op("aten::copy_", Op("aten::clone", None, ()), [Kernel("elementwise_kernel", 0, 10.0)])
     conv = Op("aten::cudnn_convolution", None, [Kernel("xmma_fprop", 0, 5.0), Kernel("nchwToNhwcKernel", 0, 2.0)])
-    chains = kernel_profile.launchers([backward, contiguous, copy, other_copy, conv])
+    launch = Op("cudaLaunchKernelExC", conv, [Kernel("nchwToNhwcKernel", 0, 1.0)])  # runtime event: skipped
+    chains = kernel_profile.launchers([backward, contiguous, copy, other_copy, conv, launch])
     assert chains["elementwise_kernel"] == {
         "aten::copy_ ← aten::contiguous ← aten::convolution_backward": 30.0, "aten::copy_ ← aten::clone": 10.0}
-    assert chains["nchwToNhwcKernel"] == {"aten::cudnn_convolution": 2.0}
+    assert chains["nchwToNhwcKernel"] == {"aten::cudnn_convolution": 3.0}
     summary = kernel_profile.attribute(kernel_profile.summarise(
         {"elementwise_kernel": 40.0, "xmma_fprop": 5.0, "unlinked": 1.0}, steps=1), chains, top=1)
     by_name = {row["name"]: row for row in summary["top"]}
@@ -337,6 +338,9 @@ def test_launchers_name_the_operator_chain_of_each_kernel_and_the_report_shows_i
     lines = performance_report.launched_by_lines(summary["top"])
     assert "- #1: aten::copy_ ← aten::contiguous ← aten::convolution_backward (75%)" in lines
     assert not any(line.startswith("- #3") for line in lines)
+    assert performance_report.short_ops(
+        "## Call CompiledFxGraph fzhluz5v6 ## ← CompiledFunctionBackward ← autograd::engine::evaluate_function: "
+        "CompiledFunctionBackward") == "compiled graph ← CompiledFunctionBackward ← CompiledFunctionBackward"
 
 
 def test_metric_targets_compare_the_50k_total_and_fid_with_the_exact_path():
