@@ -13,7 +13,6 @@ Bits: the 32-bit ``lowbias32`` integer hash (C. Wellons) chained over seed, stre
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import torch
 
@@ -38,18 +37,20 @@ def image_noise(
     seeds: torch.Tensor, stream: int, shape: tuple[int, ...], device: torch.device | str | None = None
 ) -> torch.Tensor:
     """Standard normal noise of shape (len(seeds), *shape); row i depends only on (seeds[i], stream)."""
-    return streams_noise(seeds, [stream], shape, device)[0]
+    return streams_noise(seeds, stream, 1, shape, device)[0]
 
 
 def streams_noise(
-    seeds: torch.Tensor, streams: Sequence[int], shape: tuple[int, ...], device: torch.device | str | None = None
+    seeds: torch.Tensor, first: int, n_streams: int, shape: tuple[int, ...], device: torch.device | str | None = None
 ) -> torch.Tensor:
-    """``image_noise`` of several streams in one pass, shape (len(streams), len(seeds), *shape): the same bits
-    as one call per stream (every op is elementwise), with one set of kernel launches for all of them."""
+    """``image_noise`` of streams ``first`` … ``first + n_streams - 1`` in one pass, shape (n_streams, len(seeds),
+    *shape): the same bits as one call per stream (every op is elementwise), with one set of kernel launches for
+    all of them. The stream keys are made on the device (no host-to-device copy, which would wait for the GPU); the
+    int64 product wraps past 2^63, which leaves the 32 low bits kept exact."""
     device = seeds.device if device is None else torch.device(device)
     seeds = seeds.to(device=device, dtype=torch.int64) & _MASK32
-    stream_keys = torch.tensor([int(s) * 0x9E3779B9 & _MASK32 for s in streams], device=device, dtype=torch.int64)
-    key = _lowbias32(_lowbias32(seeds)[None, :] ^ stream_keys[:, None])
+    streams = torch.arange(int(first), int(first) + n_streams, device=device, dtype=torch.int64)
+    key = _lowbias32(_lowbias32(seeds)[None, :] ^ (streams * 0x9E3779B9 & _MASK32)[:, None])
     count = math.prod(shape)
     counter = torch.arange(count, device=device, dtype=torch.int64)
     # Hash the counter before mixing, so two keys never give shifted copies of one noise vector.
@@ -57,7 +58,7 @@ def streams_noise(
     u1 = _uniform(_lowbias32(mixed))
     u2 = _uniform(_lowbias32(mixed ^ 0x5BD1E995))
     normal = torch.sqrt(-2.0 * torch.log(u1)) * torch.cos((2.0 * math.pi) * u2)
-    return normal.reshape(len(streams), len(seeds), *shape)
+    return normal.reshape(n_streams, len(seeds), *shape)
 
 
 class StepNoise:
@@ -79,7 +80,7 @@ class StepNoise:
         if not self.start <= k < self.start + len(self.cache):
             stop = max(k + 1, min(k + self.block, self.last + 1))
             self.start = k
-            self.cache = streams_noise(self.seeds, range(self.offset + k, self.offset + stop), self.shape)
+            self.cache = streams_noise(self.seeds, self.offset + k, stop - k, self.shape)
         return self.cache[k - self.start]
 
 

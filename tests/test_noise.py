@@ -30,10 +30,11 @@ def test_seeds_and_streams_give_uncorrelated_noise():
 
 def test_streams_in_one_pass_equal_one_call_per_stream():
     seeds = torch.tensor([3, 2**33 + 1, 77])
-    block = streams_noise(seeds, [0, 5, 6, 2**31 + 9], (2, 3, 3))
-    assert block.shape == (4, 3, 2, 3, 3)
-    for row, stream in zip(block, [0, 5, 6, 2**31 + 9]):
-        assert torch.equal(row, image_noise(seeds, stream, (2, 3, 3)))
+    for first in (0, 5, 2**31 + 9, 2**40 + 3):  # 2^40 · 0x9E3779B9 wraps in int64: its low 32 bits stay exact
+        block = streams_noise(seeds, first, 3, (2, 3, 3))
+        assert block.shape == (3, 3, 2, 3, 3)
+        for i, row in enumerate(block):
+            assert torch.equal(row, image_noise(seeds, first + i, (2, 3, 3)))
 
 
 class CountingStreams:
@@ -42,9 +43,9 @@ class CountingStreams:
         self.passes: list[list[int]] = []
         real = noise.streams_noise
 
-        def counted(seeds, streams, shape, device=None):
-            self.passes.append(list(streams))
-            return real(seeds, streams, shape, device)
+        def counted(seeds, first, count, shape, device=None):
+            self.passes.append(list(range(first, first + count)))
+            return real(seeds, first, count, shape, device)
         monkeypatch.setattr(noise, "streams_noise", counted)
 
 
