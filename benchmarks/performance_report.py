@@ -49,17 +49,12 @@ def run_commits(results: dict) -> list[str | None]:
     return list(dict.fromkeys(run.get("commit") for run in reversed(runs))) if runs else [None]
 
 
-def newest_training_row(results: dict, dataset: str, library: str = "diffbench") -> dict | None:
-    """``library``'s params.yaml training row on ``dataset`` from the last run that measured it."""
-    rows = (training_row(results, library, dataset, None, commit) for commit in run_commits(results))
-    return next((row for row in rows if row), None)
-
-
-def newest_pair(results: dict, dataset: str) -> dict | None:
-    """diffbench's params.yaml training row on ``dataset`` from the last run that also measured diffusers."""
+def newest_training_row(results: dict, dataset: str, with_diffusers: bool = False) -> dict | None:
+    """diffbench's params.yaml training row on ``dataset`` from the last run that measured it (``with_diffusers``:
+    the last run that measured diffusers' training too, so that the two can be compared)."""
     for commit in run_commits(results):
         row = training_row(results, "diffbench", dataset, None, commit)
-        if row and best_diffusers(results, "train_images_per_s", commit):
+        if row and (not with_diffusers or best_diffusers(results, "train_images_per_s", commit)):
             return row
     return None
 
@@ -138,7 +133,7 @@ def metric_targets(results: dict) -> list[Target]:
 def targets(results: dict) -> list[Target]:
     """Every row of issue 9's table, from whatever parts the results hold."""
     ours, mnist = newest_training_row(results, CIFAR), newest_training_row(results, MNIST)
-    paired = newest_pair(results, CIFAR)
+    paired = newest_training_row(results, CIFAR, with_diffusers=True)
     ddim50 = next((r for r in sampling_rows(results, CIFAR) if r["run"] == "DDIM-50"), None)
     mfu = ours and ours.get("train_mfu")
     rows = [
