@@ -17,8 +17,8 @@ only how the kernels are chosen and launched:
   matmul and tunes pointwise kernels (``max_autotune``, ``max_autotune_pointwise``); much longer compile.
 - ``cudagraphs``: the compiled graphs are replayed as CUDA graphs (``triton.cudagraphs``, what
   ``mode="reduce-overhead"`` sets): one launch per graph instead of one per kernel, for launch-bound steps.
-  In training it is a params key (``training.<dataset>.cudagraphs``, adopted 2026-12-03), so a training
-  variant ``cudagraphs=...`` changes that setting rather than patching inductor.
+  In training it is a params key (``training.<dataset>.cudagraphs``, adopted 2026-12-03), as is
+  ``force_layout``, so a training variant of either changes that setting rather than patching inductor.
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ KEYS = {key: bool for key in SETTINGS}  # variant keys: all take true or false
 
 def split(variant: dict | None, settings: frozenset[str] = frozenset()) -> tuple[dict, dict]:
     """(the variant's other settings, its inductor levers); keys in ``settings`` are the pipeline's own settings
-    (training's ``cudagraphs`` is a params key, compiled as ``mode="reduce-overhead"``), never patched levers."""
+    (training's ``cudagraphs`` and ``force_layout`` are params keys that the Trainer passes to torch.compile),
+    never patched levers."""
     variant = variant or {}
     levers = {k: v for k, v in variant.items() if k in SETTINGS and k not in settings}
     return {k: v for k, v in variant.items() if k not in levers}, levers
