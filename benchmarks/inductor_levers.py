@@ -19,14 +19,23 @@ only how the kernels are chosen and launched:
   ``mode="reduce-overhead"`` sets): one launch per graph instead of one per kernel, for launch-bound steps.
   In training it is a params key (``training.<dataset>.cudagraphs``, adopted 2026-12-03), as is
   ``force_layout``, so a training variant of either changes that setting rather than patching inductor.
+
+One lever is the model's, not inductor's, and likewise changes only how a result is computed:
+
+- ``group_norm_moments``: the U-Net's GroupNorm statistics from per-channel moments
+  (``diffbench.group_norm.channel_moments``), which read channels-last activations contiguously, instead of
+  the per-group reductions inductor generates for ``F.group_norm`` (37.5% of a compiled DDIM step of the
+  CIFAR U-Net, 2026-12-03).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 import torch._inductor.config as inductor_config
+
+from diffbench import group_norm
 
 SETTINGS: dict[str, tuple[str, ...]] = {
     "force_layout": ("force_layout_optimization",),
@@ -34,7 +43,10 @@ SETTINGS: dict[str, tuple[str, ...]] = {
     "max_autotune": ("max_autotune", "max_autotune_pointwise"),
     "cudagraphs": ("triton.cudagraphs",),
 }
-KEYS = {key: bool for key in SETTINGS}  # variant keys: all take true or false
+MODEL_SETTINGS = {  # levers of the model's code: a context manager per value
+    "group_norm_moments": lambda on: group_norm.implementation("channel_moments" if on else "native"),
+}
+KEYS = {key: bool for key in (*SETTINGS, *MODEL_SETTINGS)}  # variant keys: all take true or false
 
 
 def split(variant: dict | None, settings: frozenset[str] = frozenset()) -> tuple[dict, dict]:
@@ -42,20 +54,25 @@ def split(variant: dict | None, settings: frozenset[str] = frozenset()) -> tuple
     (training's ``cudagraphs`` and ``force_layout`` are params keys that the Trainer passes to torch.compile),
     never patched levers."""
     variant = variant or {}
-    levers = {k: v for k, v in variant.items() if k in SETTINGS and k not in settings}
+    levers = {k: v for k, v in variant.items() if k in KEYS and k not in settings}
     return {k: v for k, v in variant.items() if k not in levers}, levers
 
 
 def patch_of(levers: dict) -> dict[str, bool]:
     """Inductor config names and values for ``levers`` (``{"cudagraphs": True}`` → ``{"triton.cudagraphs": True}``)."""
-    unknown = sorted(set(levers) - set(SETTINGS))
+    unknown = sorted(set(levers) - set(KEYS))
     if unknown:
-        raise ValueError(f"inductor levers {unknown}: not one of {', '.join(SETTINGS)}")
-    return {name: bool(value) for key, value in levers.items() for name in SETTINGS[key]}
+        raise ValueError(f"levers {unknown}: not one of {', '.join(KEYS)}")
+    return {name: bool(value) for key, value in levers.items() if key in SETTINGS for name in SETTINGS[key]}
 
 
 @contextmanager
 def patched(levers: dict) -> Iterator[None]:
-    """Inductor compiles (and replays) with ``levers`` inside the block; its settings come back after it."""
-    with inductor_config.patch(patch_of(levers)):
+    """Inductor compiles (and replays), and the model runs, with ``levers`` inside the block; the settings come
+    back after it."""
+    with ExitStack() as stack:
+        stack.enter_context(inductor_config.patch(patch_of(levers)))
+        for key, value in levers.items():
+            if key in MODEL_SETTINGS:
+                stack.enter_context(MODEL_SETTINGS[key](bool(value)))
         yield

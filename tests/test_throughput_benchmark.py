@@ -25,7 +25,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def smoke(tmp_path_factory, one_torch_thread) -> tuple[dict, str]:
     out = tmp_path_factory.mktemp("throughput")
     throughput.main(["--smoke", "--profile", "--train-variants", "batch_size=2,cudagraphs=true", "--sample-variants",
-                     "channels_last=true", "batch_size=2,coordinate_descent=true",
+                     "channels_last=true", "batch_size=2,coordinate_descent=true", "group_norm_moments=true",
                      "--params", str(ROOT / "profiles" / "quick" / "params.yaml"),
                      "--peak-tflops", str(PEAK_TFLOPS), "--out", str(out / "performance.json"),
                      "--markdown", str(out / "performance.md")])
@@ -73,7 +73,7 @@ def test_sampling_variants_are_related_to_the_params_ddim50_row_of_the_same_run(
     for entry in results["sampling"]["datasets"]:
         params_row = entry["rows"][0]
         assert [(row["variant"], row["batch"]) for row in entry["variants"]] == [
-            ("channels_last=true", 4), ("batch_size=2,coordinate_descent=true", 2)]
+            ("channels_last=true", 4), ("batch_size=2,coordinate_descent=true", 2), ("group_norm_moments=true", 4)]
         for row in entry["variants"]:
             assert params_row["run"] == row["run"] == "DDIM-50"
             assert row["times_params_row"] == pytest.approx(row["image_steps_per_s"] / params_row["image_steps_per_s"])
@@ -85,7 +85,8 @@ def test_a_sampling_variant_with_an_unknown_key_fails_in_one_line():
     with pytest.raises(SystemExit) as error:
         throughput.parse_args(["--smoke", "--sample-variants", "lr=0.1"])
     assert str(error.value) == ("--sample-variants 'lr=0.1': 'lr=0.1' is not KEY=VALUE with KEY one of "
-                                "channels_last, batch_size, force_layout, coordinate_descent, max_autotune, cudagraphs")
+                                "channels_last, batch_size, force_layout, coordinate_descent, max_autotune, cudagraphs, "
+                                "group_norm_moments")
 
 
 @pytest.mark.parametrize("text, message", [
@@ -117,11 +118,25 @@ def test_inductor_levers_hold_inside_their_row_only():
         assert config.coordinate_descent_tuning == before[0]
     assert (config.coordinate_descent_tuning, config.max_autotune, config.max_autotune_pointwise,
             config.triton.cudagraphs) == before
-    with pytest.raises(ValueError, match="not one of force_layout, coordinate_descent, max_autotune, cudagraphs"):
+    with pytest.raises(ValueError, match="not one of force_layout, coordinate_descent, max_autotune, cudagraphs, "
+                                         "group_norm_moments"):
         inductor_levers.patch_of({"fast": True})
     with inductor_levers.patched({"force_layout": True}):
         assert config.force_layout_optimization
     assert not config.force_layout_optimization
+
+
+def test_the_group_norm_lever_switches_the_models_group_norm_inside_its_row_only():
+    import inductor_levers
+
+    from diffbench import group_norm
+
+    settings, levers = inductor_levers.split({"batch_size": 8, "group_norm_moments": True})
+    assert settings == {"batch_size": 8} and levers == {"group_norm_moments": True}
+    assert inductor_levers.patch_of(levers) == {}  # not an inductor setting
+    with inductor_levers.patched(levers):
+        assert group_norm.current() == "channel_moments"
+    assert group_norm.current() == "native"
 
 
 def test_extraction_profile_times_the_extract_calls():
