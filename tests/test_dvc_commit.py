@@ -79,3 +79,10 @@ def test_a_stage_that_cannot_be_committed_is_named_and_the_others_are_recorded(t
     assert "make@b not recorded" in capsys.readouterr().err
     shutil.rmtree(folder / "out")
     assert main(["make@a"]) == 1 and set(lock(folder)["stages"]) == {"make@a", "make@c"}  # nothing lost
+
+
+def test_an_unknown_stage_is_named_and_a_stage_may_be_given_with_its_dvc_file(tmp_path):
+    folder = make_repo(tmp_path / "repo")
+    committed, failed = commit_stages(["make@z", "dvc.yaml:make@b"], root=folder)
+    assert committed == ["make@b"] and list(failed) == ["make@z"] and "no stage 'make@z'" in failed["make@z"]
+    assert set(lock(folder)["stages"]) == {"make@b"}
