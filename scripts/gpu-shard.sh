@@ -15,7 +15,7 @@ if git rev-parse --git-dir >/dev/null 2>&1; then
   export DIFFBENCH_COMMIT=${DIFFBENCH_COMMIT:-$(git rev-parse HEAD)}
 else
   : "${DIFFBENCH_COMMIT:?set DIFFBENCH_COMMIT: this copy has no git history}"
-  dvc config --local core.no_scm true
+  python -m dvc config --local core.no_scm true
 fi
 nvidia-smi --query-gpu=name,memory.total --format=csv
 echo "shard $shard, commit $DIFFBENCH_COMMIT, $minutes min, started $(date -u +%FT%TZ)"

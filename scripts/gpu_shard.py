@@ -45,6 +45,7 @@ from diffbench.stage_runner import stage_commands  # noqa: E402
 
 LOGS = Path("shard-logs")
 GRACE_S = 10  # after SIGINT, before SIGKILL
+DVC = [sys.executable, "-m", "dvc"]  # this interpreter's DVC: a `dvc` script on PATH may name another Python
 COMMIT_EVERY_S = 30  # how often the tables' finished stages are recorded while the runners go on
 POLL_S = 1.0  # how often the tables group looks whether its runners have ended (was: every COMMIT_EVERY_S)
 MODEL_GROUPS = ("setup", "models")  # what the tables need (the models group holds the floors): a failure stops
@@ -57,7 +58,7 @@ def stale(stages: list[str]) -> list[str]:
     surely = set(missing_files(stages, Lock(".").stages))
     rest = [stage for stage in stages if stage not in surely]
     if rest:
-        out = subprocess.run(["dvc", "status", "--json", *rest], capture_output=True, text=True)
+        out = subprocess.run([*DVC, "status", "--json", *rest], capture_output=True, text=True)
         report = json.loads(out.stdout or "{}") if out.returncode == 0 else {s: "unknown" for s in rest}
         surely.update(s for s in rest if s in report or any(k.endswith(":" + s) for k in report))
     return [stage for stage in stages if stage in surely]
@@ -208,7 +209,7 @@ def main() -> int:
         elif name == "tables":
             rc = runners(todo, args.runners, deadline)
         else:
-            rc = finish(launch(["dvc", "repro", "--single-item", *todo], LOGS / f"{name}.log"), deadline)
+            rc = finish(launch([*DVC, "repro", "--single-item", *todo], LOGS / f"{name}.log"), deadline)
         seconds = time.time() - began
         timeline.write(f"{name}\t{len(todo)}\t{began - start:.0f}\t{seconds:.0f}\t{rc}\n")
         timeline.flush()

@@ -124,13 +124,23 @@ def test_stages_with_missing_files_are_stale_without_asking_dvc(tmp_path, monkey
     asked = []
 
     def fake_run(command, **kwargs):
-        asked.append(command[3:])
+        assert command[:5] == [sys.executable, "-m", "dvc", "status", "--json"]  # this interpreter's DVC
+        asked.append(command[5:])
         return type("Done", (), {"returncode": 0, "stdout": "{}"})()
 
     monkeypatch.setattr(gpu_shard.subprocess, "run", fake_run)
     assert gpu_shard.stale(["a", "b", "c"]) == ["a", "c"]  # c: never locked; b: dvc status calls it current
     assert asked == [["b"]]  # only the stage whose files are all here is asked about
     assert gpu_shard.stale(["a", "c"]) == ["a", "c"] and asked == [["b"]]
+
+
+def test_dvc_runs_under_the_scripts_own_interpreter():
+    """Not a `dvc` script from PATH, whose first line may name a Python without DVC's dependencies (a GPU
+    image's system pip wrote `#!/usr/bin/python3` into a wheelhouse's `dvc`, 2026-12-03)."""
+    import scripts.gpu_shard as gpu_shard
+
+    done = subprocess.run([*gpu_shard.DVC, "--version"], capture_output=True, text=True, env={"PATH": ""})
+    assert done.returncode == 0 and done.stdout.strip()[0].isdigit()
 
 
 def test_a_runners_stages_record_how_many_share_the_gpu(monkeypatch):
