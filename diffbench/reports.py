@@ -185,7 +185,7 @@ def _present(rows: pd.DataFrame, keys: list[str]) -> list[str]:
     return [key for key in keys if rows[key].notna().any()]
 
 
-STEPS_KEYS = ["fid", "kid_mean", "precision", "recall", "classifier_fid"]
+STEPS_KEYS = ["fid", "kid_mean", "precision", "recall", "class_accuracy", "classifier_fid"]
 CFG_KEYS = ["fid", "inception_score_mean", "clip_score", "precision", "recall", "class_accuracy",
             "classifier_fid", "classifier_inception_score_mean"]
 STATUS = {"status": "status"}

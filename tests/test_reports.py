@@ -81,6 +81,8 @@ def test_tables_plots_and_summary_follow_the_plan(profile, tmp_path):
     steps = pd.read_csv(out / "tables" / "ddpm_vs_ddim_mnist.csv")
     assert {"DDPM (σ²=β)", "DDIM η=0", "DDIM η=1"} <= set(steps["method"])
     assert "nfe" in steps.columns
+    assert steps.loc[steps["fid"].notna(), "class_accuracy"].notna().all()  # every recorded run: guidance 1
+    assert "| class accuracy " in (out / "tables" / "ddpm_vs_ddim_mnist.md").read_text()
     cfg = pd.read_csv(out / "tables" / "cfg_mnist.csv")
     assert len(cfg) == 3  # unguided, 1 (the sweep's own run), 3
     for absent in ("inception_score_mean", "clip_score"):  # unavailable: no column, never a number
