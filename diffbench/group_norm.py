@@ -10,8 +10,9 @@ average of those. Variance as E[x²] − E[x]² in fp32, as GroupNorm computes i
 
 Which implementation ``nn.GroupNorm`` layers run is a process-wide setting (``implementation``), like an
 inductor option: it changes how the statistics are computed, not the parameters (checkpoints are the
-same), and ``torch.compile`` traces whichever forward is set when it compiles. Only the benchmarks switch
-it (``benchmarks/inductor_levers.py``); the pipeline runs ``F.group_norm``.
+same). A switch drops TorchDynamo's compiled code (``torch._dynamo.reset``: dynamo would otherwise reuse a
+graph traced with the other forward), so switch before compiling. Only the benchmarks switch it
+(``benchmarks/inductor_levers.py``); the pipeline runs ``F.group_norm``.
 """
 
 from __future__ import annotations
@@ -41,11 +42,19 @@ def implementation(name: str) -> Iterator[None]:
     if name not in IMPLEMENTATIONS:
         raise ValueError(f"group norm implementation {name!r}: not one of {', '.join(IMPLEMENTATIONS)}")
     previous = nn.GroupNorm.forward
-    nn.GroupNorm.forward = _NATIVE_FORWARD if name == "native" else _moments_forward
+    _set_forward(_NATIVE_FORWARD if name == "native" else _moments_forward)
     try:
         yield
     finally:
-        nn.GroupNorm.forward = previous
+        _set_forward(previous)
+
+
+def _set_forward(forward) -> None:
+    """nn.GroupNorm.forward = ``forward``, and TorchDynamo's compiled code dropped when it changes: dynamo does
+    not guard on a module class's forward, so a model compiled before would go on running the other one."""
+    if nn.GroupNorm.forward is not forward:
+        nn.GroupNorm.forward = forward
+        torch._dynamo.reset()
 
 
 def channel_moments(x: torch.Tensor, groups: int, weight: torch.Tensor | None, bias: torch.Tensor | None,

@@ -83,3 +83,21 @@ def test_the_unet_predicts_and_learns_the_same_with_either_implementation():
     assert torch.allclose(eps_moments, eps_native, atol=1e-4, rtol=1e-3)
     for native, moments in zip(grads_native, grads_moments, strict=True):
         assert torch.allclose(moments, native, atol=1e-5, rtol=1e-2)
+
+
+def test_a_model_compiled_under_either_implementation_runs_that_one():
+    """TorchDynamo reuses a traced graph for another instance of the same class without guarding on
+    nn.GroupNorm.forward: the switch must drop compiled code, or a variant would measure the other forward."""
+    graphs = []
+
+    def backend(graph_module, example_inputs):
+        graphs.append(any("mean" in str(node.target) for node in graph_module.graph.nodes))
+        return graph_module.forward
+
+    x, t, y = torch.randn(2, 1, 8, 8), torch.tensor([1, 500]), torch.tensor([0, 10])
+    with torch.no_grad():
+        torch.compile(UNet(tiny_unet_config()).eval(), backend=backend)(x, t, y)
+        with group_norm.implementation("channel_moments"):
+            torch.compile(UNet(tiny_unet_config()).eval(), backend=backend)(x, t, y)
+        torch.compile(UNet(tiny_unet_config()).eval(), backend=backend)(x, t, y)
+    assert graphs == [False, True, False]  # native (F.group_norm), channel moments (means), native again
