@@ -50,9 +50,9 @@ KEYS = {key: bool for key in (*SETTINGS, *MODEL_SETTINGS)}  # variant keys: all 
 
 
 def split(variant: dict | None, settings: frozenset[str] = frozenset()) -> tuple[dict, dict]:
-    """(the variant's other settings, its inductor levers); keys in ``settings`` are the pipeline's own settings
-    (training's ``cudagraphs`` and ``force_layout`` are params keys that the Trainer passes to torch.compile),
-    never patched levers."""
+    """(the variant's other settings, its levers: inductor's and the model's); keys in ``settings`` are the
+    pipeline's own settings (training's ``cudagraphs`` and ``force_layout`` are params keys that the Trainer
+    passes to torch.compile), never patched levers."""
     variant = variant or {}
     levers = {k: v for k, v in variant.items() if k in KEYS and k not in settings}
     return {k: v for k, v in variant.items() if k not in levers}, levers

@@ -32,16 +32,15 @@ def commit_stages(targets: Sequence[str], root: str | Path = ".") -> tuple[list[
 
     failed: dict[str, str] = {}
     with contextlib.chdir(root), contextlib.closing(Repo(".")) as repo, lock_repo(repo):
-        by_path: dict[str, list[str]] = {}
+        by_path: dict[str, list[tuple[str, str]]] = {}  # DVC file -> (target, stage name)
         for target in targets:
             path, _, name = target.rpartition(":")
-            by_path.setdefault(path or PROJECT_FILE, []).append(name)
+            by_path.setdefault(path or PROJECT_FILE, []).append((target, name))
         committed = []
-        for path, names in by_path.items():
+        for path, named in by_path.items():
             dvcfile = load_file(repo, path)
             loader, stages = dvcfile.stages, []  # parsed once: dvc.yaml, its params and its lock
-            for name in names:
-                target = name if path == PROJECT_FILE else f"{path}:{name}"
+            for target, name in named:
                 try:
                     if name not in loader:
                         raise LookupError(f"no stage {name!r} in {path}")

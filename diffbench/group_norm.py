@@ -23,26 +23,25 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-IMPLEMENTATIONS = ("native", "channel_moments")
-_NATIVE_FORWARD = nn.GroupNorm.forward
-
-
-def current() -> str:
-    """The implementation nn.GroupNorm layers use now."""
-    return "native" if nn.GroupNorm.forward is _NATIVE_FORWARD else "channel_moments"
-
-
 def _moments_forward(self: nn.GroupNorm, x: torch.Tensor) -> torch.Tensor:
     return channel_moments(x, self.num_groups, self.weight, self.bias, self.eps)
 
 
+FORWARDS = {"native": nn.GroupNorm.forward, "channel_moments": _moments_forward}  # implementation -> forward
+
+
+def current() -> str:
+    """The implementation nn.GroupNorm layers use now."""
+    return next(name for name, forward in FORWARDS.items() if nn.GroupNorm.forward is forward)
+
+
 @contextmanager
 def implementation(name: str) -> Iterator[None]:
-    """nn.GroupNorm layers use ``name`` (one of IMPLEMENTATIONS) inside the block; the previous one after it."""
-    if name not in IMPLEMENTATIONS:
-        raise ValueError(f"group norm implementation {name!r}: not one of {', '.join(IMPLEMENTATIONS)}")
+    """nn.GroupNorm layers use ``name`` (a key of FORWARDS) inside the block; the previous one after it."""
+    if name not in FORWARDS:
+        raise ValueError(f"group norm implementation {name!r}: not one of {', '.join(FORWARDS)}")
     previous = nn.GroupNorm.forward
-    _set_forward(_NATIVE_FORWARD if name == "native" else _moments_forward)
+    _set_forward(FORWARDS[name])
     try:
         yield
     finally:

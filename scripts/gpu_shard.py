@@ -14,8 +14,8 @@ idles while another has work. The list is the tables' priority order with its lo
 are recorded every 30 s while they run, by :mod:`diffbench.dvc_commit` (``dvc commit --force`` with
 dvc.yaml parsed once and one dvc.lock write for all the stages: ``dvc commit`` does both once per stage,
 and in the fifth MNIST lease its commits fell behind four runners, so the last one ran for ~3 minutes
-after the last stage had ended; a commit also holds up the deadline check). ``--dvc-repro-tables`` runs them with ``dvc repro`` instead, a
-process per stage. At the deadline whatever runs gets SIGINT: finished stages are recorded, an
+after the last stage had ended; a commit also holds up the deadline check). ``--dvc-repro-tables`` runs
+them with ``dvc repro`` instead, a process per stage. At the deadline whatever runs gets SIGINT: finished stages are recorded, an
 interrupted one is not, so the report shows what is missing and a later run resumes (current stages are
 skipped). Writes ``shard-logs/<group, chain or runner>.log`` and ``shard-logs/timeline.tsv`` (group,
 stages, start, seconds, exit status).
