@@ -20,22 +20,18 @@ only how the kernels are chosen and launched:
   In training it is a params key (``training.<dataset>.cudagraphs``, adopted 2026-12-03), as is
   ``force_layout``, so a training variant of either changes that setting rather than patching inductor.
 
-One lever is the model's, not inductor's, and likewise changes only how a result is computed:
-
-- ``group_norm_moments``: the U-Net's GroupNorm statistics from per-channel moments
-  (``diffbench.group_norm.channel_moments``), which read channels-last activations contiguously, instead of
-  the per-group reductions inductor generates for ``F.group_norm`` (37.5% of a compiled DDIM step of the
-  CIFAR U-Net, 2026-12-03).
+The U-Net's GroupNorm statistics from per-channel moments are a params key of the model
+(``architectures.<dataset>.group_norm_moments``, adopted from the 1.11×/1.16× the lever measured on fd03ce9), so a
+variant ``group_norm_moments=false`` changes that setting, as training's ``cudagraphs`` does, and is no lever here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 
 import torch._inductor.config as inductor_config
 
-from diffbench import group_norm
 
 SETTINGS: dict[str, tuple[str, ...]] = {
     "force_layout": ("force_layout_optimization",),
@@ -43,14 +39,11 @@ SETTINGS: dict[str, tuple[str, ...]] = {
     "max_autotune": ("max_autotune", "max_autotune_pointwise"),
     "cudagraphs": ("triton.cudagraphs",),
 }
-MODEL_SETTINGS = {  # levers of the model's code: a context manager per value
-    "group_norm_moments": lambda on: group_norm.implementation("channel_moments" if on else "native"),
-}
-KEYS = {key: bool for key in (*SETTINGS, *MODEL_SETTINGS)}  # variant keys: all take true or false
+KEYS = {key: bool for key in SETTINGS}  # variant keys: all take true or false
 
 
 def split(variant: dict | None, settings: frozenset[str] = frozenset()) -> tuple[dict, dict]:
-    """(the variant's other settings, its levers: inductor's and the model's); keys in ``settings`` are the
+    """(the variant's other settings, its inductor levers); keys in ``settings`` are the
     pipeline's own settings (training's ``cudagraphs`` and ``force_layout`` are params keys that the Trainer
     passes to torch.compile), never patched levers."""
     variant = variant or {}
@@ -68,11 +61,6 @@ def patch_of(levers: dict) -> dict[str, bool]:
 
 @contextmanager
 def patched(levers: dict) -> Iterator[None]:
-    """Inductor compiles (and replays), and the model runs, with ``levers`` inside the block; the settings come
-    back after it."""
-    with ExitStack() as stack:
-        stack.enter_context(inductor_config.patch(patch_of(levers)))
-        for key, value in levers.items():
-            if key in MODEL_SETTINGS:
-                stack.enter_context(MODEL_SETTINGS[key](bool(value)))
+    """Inductor compiles (and replays) with ``levers`` inside the block; the settings come back after it."""
+    with inductor_config.patch(patch_of(levers)):
         yield

@@ -29,8 +29,8 @@ from diffbench.unet import UNet, UNetConfig
 from kernel_profile import profile_calls
 
 SCHEDULE = "linear"
-# what a --sample-variants row may change: pipeline_model's NHWC option, the batch, inductor's levers
-VARIANT_KEYS = {"channels_last": bool, "batch_size": int} | inductor_levers.KEYS
+# what a --sample-variants row may change: pipeline_model's NHWC and GroupNorm options, the batch, inductor's levers
+VARIANT_KEYS = {"channels_last": bool, "batch_size": int, "group_norm_moments": bool} | inductor_levers.KEYS
 WARMUP_STEPS = 2
 PROFILE_STEPS = 5  # DDIM steps per profiled call: the per-batch noise draw stays a small part
 
@@ -64,11 +64,15 @@ def reference_run(params: Params, batches: int) -> Run:
     return Run("DDIM-50", "ddim", 50, params.section("sampling")["guidance"], batches)
 
 
-def pipeline_model(params: Params, dataset: str, device: torch.device, channels_last: bool = False) -> LoadedModel:
+def pipeline_model(params: Params, dataset: str, device: torch.device, channels_last: bool = False,
+                   group_norm_moments: bool | None = None) -> LoadedModel:
     """The dataset's U-Net with random weights, ready to sample as the generate stage samples (``channels_last``:
-    the benchmark's NHWC variant of it)."""
+    the benchmark's NHWC variant of it; ``group_norm_moments``: a variant of the architecture's setting)."""
     height, _, channels = IMAGE_SHAPES[dataset]
-    config = UNetConfig.from_params(params.section("architectures")[dataset], height, channels, NUM_CLASSES)
+    entry = params.section("architectures")[dataset]
+    if group_norm_moments is not None:
+        entry = entry | {"group_norm_moments": group_norm_moments}
+    config = UNetConfig.from_params(entry, height, channels, NUM_CLASSES)
     torch.manual_seed(params.seed)
     schedule = NoiseSchedule.named(SCHEDULE, params.timesteps)
     net = UNet(config)

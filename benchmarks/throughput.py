@@ -55,9 +55,10 @@ from kernel_profile import profile_calls  # noqa: E402
 PARTS = ("training", "sampling", "metrics")
 LIBRARIES = ("diffbench", "diffusers")
 MODES = ("eager", "compile")
-# what a --train-variants row may change: training settings, and inductor's levers (inductor_levers.py)
-VARIANT_KEYS = {"channels_last": bool, "batch_size": int} | inductor_levers.KEYS
+# what a --train-variants row may change: training and architecture settings, inductor's levers (inductor_levers.py)
+VARIANT_KEYS = {"channels_last": bool, "batch_size": int, "group_norm_moments": bool} | inductor_levers.KEYS
 TRAINING_SETTINGS = frozenset({"cudagraphs", "force_layout"})  # params keys of training, set through the Trainer
+ARCHITECTURE_SETTINGS = frozenset({"group_norm_moments"})  # params keys of architectures.<dataset>
 # Full-size defaults, and the --smoke run's (CPU, quick profile, a few steps); a flag given explicitly wins.
 FULL = {"params": "params.yaml", "device": "cuda", "modes": "eager,compile", "warmup_steps": 10, "train_steps": 100,
         "train_batch": None, "sample_batch": None, "sample_batches": 2, "profile_steps": 5, "pool": 50_000}
@@ -213,11 +214,12 @@ def measure_training(params: Params, library: str, dataset: str, mode: str, args
     ctx = distributed.Context(rank=0, world_size=1, device=torch.device(args.device))
     fresh_compiler()
     settings, levers = inductor_levers.split(variant, TRAINING_SETTINGS)
+    architecture = {k: settings.pop(k) for k in ARCHITECTURE_SETTINGS if k in settings}
     overrides = ({"compile": mode == "compile"} | ({"batch_size": args.train_batch} if args.train_batch else {})
                  | settings)
     network = diffusers_baseline.DiffusersEps() if library == "diffusers" else None
     trainer = make_trainer(params, dataset, "linear", shape, NUM_CLASSES, ctx, "benchmark", model=network,
-                           overrides=overrides)
+                           overrides=overrides, architecture=architecture)
     if args.no_cudnn_benchmark:
         torch.backends.cudnn.benchmark = False
     chw = (shape[2], shape[0], shape[1])
@@ -259,7 +261,8 @@ def same_as_params(params: Params, dataset: str, variant: dict) -> bool:
     """Whether a training variant only restates ``dataset``'s params settings (its row would be the params row
     again: skipped). Inductor levers are never params settings."""
     _, levers = inductor_levers.split(variant, TRAINING_SETTINGS)
-    settings = params.section("training")[dataset]
+    settings = params.section("training")[dataset] | {
+        key: params.section("architectures")[dataset].get(key, False) for key in ARCHITECTURE_SETTINGS}
     return not levers and all(settings.get(key) == value for key, value in variant.items())
 
 
@@ -361,45 +364,63 @@ def results_header(args: argparse.Namespace, argv: list[str]) -> dict:
 def merged(paths: list[str]) -> dict:
     """Results of several --out files in one: each part from the last file that has it, the first header;
     training rows merged row by row (``merged_training``). Where the files come from different commits, the
-    header lists every run (``runs``) and each training row names its commit."""
+    header lists every run (``runs``) and each training row names its commit. A file that is itself such a
+    merge (a committed reports/performance.json) keeps its runs, its rows' commits and its profiles' titles."""
     files = [json.loads(Path(path).read_text()) for path in paths]
     out = {key: value for results in files for key, value in results.items()}
     commands = dict.fromkeys(results["header"]["command"] for results in files)  # each run's, in order
     out["header"] = files[0]["header"] | {"command": "; ".join(commands)}
-    several = len({results["header"].get("commit") for results in files}) > 1
+    several = len({commit for results in files for commit in commits_of(results)}) > 1
     if several:
         last_with = {part: max(i for i, results in enumerate(files) if part in results)
                      for part in ("sampling", "metrics") if part in out}
         out["header"]["runs"] = [
-            {k: results["header"].get(k) for k in ("commit", "date", "command")}
-            | {"parts": [part for part in PARTS if (part == "training" and part in results) or last_with.get(part) == i]}
-            for i, results in enumerate(files)]
-    profiles = {k: (v, results["header"].get("commit")) for results in files for k, v in (results.get("profile") or {}).items()}
-    out["profile"] = {(f"{title} — `{(commit or 'unknown')[:7]}`" if several else title): summary
-                      for title, (summary, commit) in profiles.items()}
+            run | {"parts": [part for part in run["parts"] if part == "training" or last_with.get(part) == i]}
+            for i, results in enumerate(files) for run in runs_of(results)]
+    profiles = {}
+    for results in files:
+        tagged = several and "runs" not in results["header"]  # a merged file's titles name their commits
+        commit = (results["header"].get("commit") or "unknown")[:7]
+        profiles |= {(f"{title} — `{commit}`" if tagged else title): summary
+                     for title, summary in (results.get("profile") or {}).items()}
+    out["profile"] = profiles
     if any("training" in results for results in files):
         out["training"] = merged_training([results for results in files if "training" in results], several)
     return out
 
 
+def runs_of(results: dict) -> list[dict]:
+    """The runs a results file holds: those its header lists (a merge), else the file's own run."""
+    if "runs" in results["header"]:
+        return results["header"]["runs"]
+    return [{k: results["header"].get(k) for k in ("commit", "date", "command")}
+            | {"parts": [part for part in PARTS if part in results]}]
+
+
+def commits_of(results: dict) -> set:
+    return {run["commit"] for run in runs_of(results)}
+
+
 def merged_training(files: list[dict], tag_commits: bool) -> dict:
     """The training parts of ``files`` as one: every row kept, a row (library, dataset, mode, variant) measured
-    again in the same commit from the last file; with ``tag_commits`` each row carries its file's ``commit``,
-    so that a ratio is only ever taken between rows of one run."""
+    again in the same commit from the last file; with ``tag_commits`` each row carries its run's ``commit`` (a
+    merged file's rows keep theirs), so that a ratio is only ever taken between rows of one run."""
     rows: dict[tuple, dict] = {}
     failed: list[dict] = []
+    steps_by_run: dict[str, list[int]] = {}
     for results in files:
-        commit = results["header"].get("commit")
-        for row in results["training"]["rows"]:
+        training = results["training"]
+        for row in training["rows"]:
+            commit = row.get("commit", results["header"].get("commit"))
             tagged = row | {"commit": commit} if tag_commits else row
             rows[(row["library"], row["dataset"], row["mode"], row.get("variant"), commit)] = tagged
-        failed += results["training"].get("failed_variants", [])
+        failed += training.get("failed_variants", [])
+        steps_by_run |= training.get("steps_by_run") or {
+            results["header"].get("commit"): [training["warmup_steps"], training["train_steps"]]}
     modes = {dataset: mode for results in files for dataset, mode in results["training"].get("pipeline_modes", {}).items()}
     last = files[-1]["training"] | {"rows": list(rows.values()), "pipeline_modes": modes}
     if tag_commits:
-        last["steps_by_run"] = {results["header"].get("commit"): [results["training"]["warmup_steps"],
-                                                                  results["training"]["train_steps"]]
-                                for results in files}
+        last["steps_by_run"] = steps_by_run
     return last | ({"failed_variants": failed} if failed else {})
 
 

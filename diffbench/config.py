@@ -31,6 +31,7 @@ OPTIONAL_TOP_LEVEL = {
 }
 ARCHITECTURE_KEYS = {"channels": int, "channel_mult": list, "num_res_blocks": int, "attn_resolutions": list,
                      "dropout": float, "norm_groups": int}
+ARCHITECTURE_OPTIONAL = ("group_norm_moments",)  # bool, default false: how GroupNorm computes (diffbench.group_norm)
 TRAINING_KEYS = {
     "steps": int, "batch_size": int, "lr": float, "warmup_steps": int, "weight_decay": float,
     "grad_clip": float, "ema_decay": float, "p_uncond": float, "hflip": bool, "checkpoint_every": int,
@@ -233,7 +234,9 @@ class Params:
         """``architectures.<name>``: typed, sizes >= 1, widths that fit the group norm (the image size is
         checked when the split is known: ``UNetConfig.validate``)."""
         entry, where = self.raw["architectures"][name], f"architectures.{name}"
-        typed_section(entry, ARCHITECTURE_KEYS, where)
+        typed_section(entry, ARCHITECTURE_KEYS, where, untyped=ARCHITECTURE_OPTIONAL)
+        if not isinstance(entry.get("group_norm_moments", False), bool):
+            raise ParamsError(f"{where}.group_norm_moments: must be true or false, got {entry['group_norm_moments']!r}")
         for key in ("channels", "num_res_blocks", "norm_groups"):
             if entry[key] < 1:
                 raise ParamsError(f"{where}.{key}: must be >= 1, got {entry[key]}")

@@ -96,7 +96,7 @@ def learning_rate(step: int, config: TrainConfig) -> float:
 def run_signature(unet: UNetConfig, schedule: NoiseSchedule, config: TrainConfig, seed: int, data_sha256: str) -> str:
     """Hash of everything a checkpoint must agree on before training resumes from it."""
     payload = {
-        "unet": asdict(unet), "schedule": schedule.name, "timesteps": schedule.timesteps,
+        "unet": unet.signature(), "schedule": schedule.name, "timesteps": schedule.timesteps,
         "train": config.signature(), "seed": seed, "data": data_sha256, "ema": WARMUP_RULE,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
@@ -317,14 +317,16 @@ class Trainer:
 def make_trainer(
     params: "Params", dataset: str, schedule: str, image_shape: tuple[int, int, int], num_classes: int,
     ctx: distributed.Context, data_sha256: str, model: nn.Module | None = None, overrides: dict | None = None,
+    architecture: dict | None = None,
 ) -> Trainer:
     """The pipeline's trainer for ``dataset`` (H×W×C images) under ``schedule``, from params.yaml.
 
     The train stage and ``benchmarks/throughput.py`` both build their trainer here; ``overrides``
-    (training keys, e.g. compile) are for the benchmark's eager/compiled rows only.
+    (training keys, e.g. compile) and ``architecture`` (e.g. group_norm_moments) are for the benchmark's rows only.
     """
     height, _, channels = image_shape
-    unet = UNetConfig.from_params(params.section("architectures")[dataset], height, channels, num_classes)
+    entry = params.section("architectures")[dataset] | (architecture or {})
+    unet = UNetConfig.from_params(entry, height, channels, num_classes)
     settings = {k: v for k, v in params.section("training")[dataset].items() if k not in TRAINING_OPTIONAL}
     config = TrainConfig(**(settings | (overrides or {})))
     noise = NoiseSchedule.named(schedule, params.timesteps)

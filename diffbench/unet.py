@@ -10,7 +10,7 @@ at 16) it has 35.7M parameters, as in the paper.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from diffbench.errors import ParamsError
+from diffbench.group_norm import GroupNorm
 from diffbench.validation import check_widths
 
 
@@ -34,11 +35,13 @@ class UNetConfig:
     dropout: float = 0.1
     num_classes: int = 0
     norm_groups: int = 32
+    group_norm_moments: bool = False  # GroupNorm statistics from per-channel moments (diffbench.group_norm): speed only
 
     @classmethod
     def from_params(cls, entry: dict, image_size: int, in_channels: int, num_classes: int) -> "UNetConfig":
         """Build from a params entry; unknown keys fail naming the key."""
-        allowed = {"channels", "channel_mult", "num_res_blocks", "attn_resolutions", "dropout", "norm_groups"}
+        allowed = {"channels", "channel_mult", "num_res_blocks", "attn_resolutions", "dropout", "norm_groups",
+                   "group_norm_moments"}
         unknown = set(entry) - allowed
         if unknown:
             raise ParamsError(f"architectures: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
@@ -49,6 +52,10 @@ class UNetConfig:
         config = cls(image_size=image_size, in_channels=in_channels, num_classes=num_classes, **values)
         config.validate()
         return config
+
+    def signature(self) -> dict:
+        """The fields that change what the network computes (not ``group_norm_moments``: how)."""
+        return {k: v for k, v in asdict(self).items() if k != "group_norm_moments"}
 
     def validate(self) -> None:
         """Fail with one line on impossible shapes."""
@@ -81,12 +88,12 @@ def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
 class ResBlock(nn.Module):
     """GroupNorm → SiLU → conv → +time → GroupNorm → SiLU → dropout → conv, with a 1×1 skip if widths differ."""
 
-    def __init__(self, in_ch: int, out_ch: int, temb_dim: int, dropout: float, groups: int):
+    def __init__(self, in_ch: int, out_ch: int, temb_dim: int, dropout: float, groups: int, moments: bool = False):
         super().__init__()
-        self.norm1 = nn.GroupNorm(groups, in_ch)
+        self.norm1 = GroupNorm(groups, in_ch, moments)
         self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
         self.temb = nn.Linear(temb_dim, out_ch)
-        self.norm2 = nn.GroupNorm(groups, out_ch)
+        self.norm2 = GroupNorm(groups, out_ch, moments)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
         nn.init.zeros_(self.conv2.weight)
@@ -110,9 +117,9 @@ class AttnBlock(nn.Module):
     reports/performance.md of f87a81a). The weights keep the 1×1 convolutions' shapes, so checkpoints load.
     """
 
-    def __init__(self, ch: int, groups: int):
+    def __init__(self, ch: int, groups: int, moments: bool = False):
         super().__init__()
-        self.norm = nn.GroupNorm(groups, ch)
+        self.norm = GroupNorm(groups, ch, moments)
         self.qkv = nn.Conv2d(ch, 3 * ch, 1)
         self.proj = nn.Conv2d(ch, ch, 1)
         nn.init.zeros_(self.proj.weight)
@@ -156,14 +163,14 @@ class UNet(nn.Module):
         super().__init__()
         config.validate()
         self.config = config
-        ch, groups = config.channels, config.norm_groups
+        ch, groups, moments = config.channels, config.norm_groups, config.group_norm_moments
         temb_dim = 4 * ch
         self.temb_mlp = nn.Sequential(nn.Linear(ch, temb_dim), nn.SiLU(), nn.Linear(temb_dim, temb_dim))
         self.label_emb = nn.Embedding(config.num_classes + 1, temb_dim) if config.num_classes else None
         self.conv_in = nn.Conv2d(config.in_channels, ch, 3, padding=1)
 
         def res(i: int, o: int) -> ResBlock:
-            return ResBlock(i, o, temb_dim, config.dropout, groups)
+            return ResBlock(i, o, temb_dim, config.dropout, groups, moments)
 
         self.down = nn.ModuleList()
         skip_widths, width, size = [ch], ch, config.image_size
@@ -172,26 +179,26 @@ class UNet(nn.Module):
                 blocks = [res(width, ch * mult)]
                 width = ch * mult
                 if size in config.attn_resolutions:
-                    blocks.append(AttnBlock(width, groups))
+                    blocks.append(AttnBlock(width, groups, moments))
                 self.down.append(nn.ModuleList(blocks))
                 skip_widths.append(width)
             if level != len(config.channel_mult) - 1:
                 self.down.append(nn.ModuleList([Downsample(width)]))
                 skip_widths.append(width)
                 size //= 2
-        self.mid = nn.ModuleList([res(width, width), AttnBlock(width, groups), res(width, width)])
+        self.mid = nn.ModuleList([res(width, width), AttnBlock(width, groups, moments), res(width, width)])
         self.up = nn.ModuleList()
         for level, mult in reversed(list(enumerate(config.channel_mult))):
             for _ in range(config.num_res_blocks + 1):
                 blocks = [res(width + skip_widths.pop(), ch * mult)]
                 width = ch * mult
                 if size in config.attn_resolutions:
-                    blocks.append(AttnBlock(width, groups))
+                    blocks.append(AttnBlock(width, groups, moments))
                 self.up.append(nn.ModuleList(blocks))
             if level != 0:
                 self.up.append(nn.ModuleList([Upsample(width)]))
                 size *= 2
-        self.norm_out = nn.GroupNorm(groups, width)
+        self.norm_out = GroupNorm(groups, width, moments)
         self.conv_out = nn.Conv2d(width, config.in_channels, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)

@@ -9,12 +9,13 @@
 #   1. prepare cifar10-jpeg and mnist (the metric part times the cifar10-jpeg splits);
 #   2. training: benchmarks/throughput.py --parts training --profile, with the variants of $TRAIN_VARIANTS
 #      (default: force_layout=true and force_layout=false, so each dataset gets the row its params do not
-#      already measure: a variant restating the params is skipped; and group_norm_moments=true, GroupNorm
-#      statistics from per-channel moments) beside the params.yaml rows;
+#      already measure: a variant restating the params is skipped; and group_norm_moments=false, the
+#      F.group_norm statistics the params replaced) beside the params.yaml rows;
 #   3. sampling: benchmarks/throughput.py --parts sampling,metrics --profile, with the DDIM-50 variants of
-#      $SAMPLE_VARIANTS (default: group_norm_moments=true and coordinate_descent=true, two ways at the GroupNorm
-#      reductions that take 14 of a CIFAR step's 37 ms; 2026-12-03 measured cudagraphs 1.01x/1.06x and batch 2000 1.01x/1.09x on the
-#      CIFAR/MNIST U-Nets, and channels_last 1.00x: reports/performance.md; "none": no variant rows);
+#      $SAMPLE_VARIANTS (default: group_norm_moments=false, the statistics the params replaced, and
+#      coordinate_descent=true; 2026-12-03 measured cudagraphs 1.01x/1.06x and batch 2000 1.01x/1.09x on the
+#      CIFAR/MNIST U-Nets with F.group_norm, channels_last 1.00x, and group_norm_moments 1.16x/1.27x:
+#      reports/performance.md; "none": no variant rows);
 #   4. both merged into OUT_DIR/performance.{json,md};
 #   5. recipe: benchmarks/recipe.py on cifar10-jpeg (linear, the params recipe, EMA 0.99 / 0.995 / 0.999
 #      averaged in one run; MNIST's comparison is committed in reports/recipe_mnist.md), cut at END_EPOCH
@@ -41,11 +42,11 @@ if [[ $parts == *" training "* ]]; then
   stamp "training part"
   python benchmarks/throughput.py --parts training --profile --modes "${MODES:-eager,compile}" \
     --datasets "${TRAIN_DATASETS:-cifar10-jpeg,mnist}" \
-    --train-variants ${TRAIN_VARIANTS:-force_layout=true force_layout=false group_norm_moments=true} --out "$out/training.json"
+    --train-variants ${TRAIN_VARIANTS:-force_layout=true force_layout=false group_norm_moments=false} --out "$out/training.json"
 fi
 if [[ $parts == *" sampling "* ]]; then
   stamp "sampling and metrics parts"
-  sample_variants=${SAMPLE_VARIANTS:-group_norm_moments=true coordinate_descent=true}
+  sample_variants=${SAMPLE_VARIANTS:-group_norm_moments=false coordinate_descent=true}
   variants=(); [[ $sample_variants != none ]] && variants=(--sample-variants $sample_variants)
   python benchmarks/throughput.py --parts sampling,metrics --profile "${variants[@]}" \
     --metrics-train data/cifar10-jpeg/train.npz --metrics-test data/cifar10-jpeg/test.npz --out "$out/sampling.json"

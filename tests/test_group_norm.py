@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from diffbench import group_norm
-from diffbench.group_norm import channel_moments
-from diffbench.unet import UNet
+from diffbench.group_norm import GroupNorm, channel_moments
+from diffbench.unet import UNet, UNetConfig
 from tests.conftest import tiny_unet_config
 
 
@@ -42,62 +43,75 @@ def test_the_result_has_group_norms_dtype_with_and_without_autocast():
     assert torch.allclose(moments.float(), native.float(), atol=0.05)  # both rounded to bf16
 
 
-def test_group_norm_layers_switch_inside_the_block_only():
+def test_the_layer_is_group_norm_with_either_statistics():
     torch.manual_seed(0)
-    layer = torch.nn.GroupNorm(4, 16)
+    native, moments = GroupNorm(4, 16), GroupNorm(4, 16, moments=True)
     with torch.no_grad():
-        layer.weight.normal_(), layer.bias.normal_()
+        native.weight.normal_(), native.bias.normal_()
+    moments.load_state_dict(native.state_dict())  # the same parameters and keys as nn.GroupNorm's
+    assert list(moments.state_dict()) == list(torch.nn.GroupNorm(4, 16).state_dict())
     x = torch.randn(2, 16, 6, 6) + 3
-    native = layer(x)
-    assert torch.equal(native, F.group_norm(x, 4, layer.weight, layer.bias, layer.eps))
-    with group_norm.implementation("channel_moments"):
-        assert group_norm.current() == "channel_moments"
-        moments = layer(x)
-    assert group_norm.current() == "native"
-    assert not torch.equal(moments, native) and torch.allclose(moments, native, atol=1e-4)
-    with pytest.raises(ValueError, match="'welford': not one of native, channel_moments"):
-        with group_norm.implementation("welford"):
-            pass
-    assert group_norm.current() == "native"
+    assert torch.equal(native(x), F.group_norm(x, 4, native.weight, native.bias, native.eps))
+    assert not torch.equal(moments(x), native(x)) and torch.allclose(moments(x), native(x), atol=1e-4)
+    assert "moments=True" in repr(moments) and "moments" not in repr(native)
 
 
-def test_the_unet_predicts_and_learns_the_same_with_either_implementation():
+def moments_unet(net: UNet) -> UNet:
+    """A copy of ``net`` whose GroupNorm layers use per-channel moments, with the same weights."""
+    twin = UNet(replace(net.config, group_norm_moments=True))
+    twin.load_state_dict(net.state_dict())
+    return twin
+
+
+def test_the_unet_predicts_and_learns_the_same_with_either_setting():
     """Same ε and the same gradients (to fp32 rounding): a switch of kernels, not of the model."""
     torch.manual_seed(0)
     net = UNet(tiny_unet_config())
     for p in net.parameters():
         if p.abs().sum() == 0:
             torch.nn.init.normal_(p, std=0.02)
+    twin = moments_unet(net)
+    assert {m.moments for m in twin.modules() if isinstance(m, GroupNorm)} == {True}
     x, t, y = torch.randn(4, 1, 8, 8), torch.tensor([0, 10, 500, 999]), torch.tensor([0, 1, 2, 10])
 
-    def eps_and_grads():
-        net.zero_grad()
+    def eps_and_grads(model):
+        model.zero_grad()
         torch.manual_seed(1)  # the same dropout masks
-        eps = net(x, t, y)
+        eps = model(x, t, y)
         eps.square().mean().backward()
-        return eps.detach(), [p.grad.clone() for p in net.parameters()]
+        return eps.detach(), [p.grad.clone() for p in model.parameters()]
 
-    eps_native, grads_native = eps_and_grads()
-    with group_norm.implementation("channel_moments"):
-        eps_moments, grads_moments = eps_and_grads()
+    eps_native, grads_native = eps_and_grads(net)
+    eps_moments, grads_moments = eps_and_grads(twin)
     assert torch.allclose(eps_moments, eps_native, atol=1e-4, rtol=1e-3)
     for native, moments in zip(grads_native, grads_moments, strict=True):
         assert torch.allclose(moments, native, atol=1e-5, rtol=1e-2)
 
 
-def test_a_model_compiled_under_either_implementation_runs_that_one():
-    """TorchDynamo reuses a traced graph for another instance of the same class without guarding on
-    nn.GroupNorm.forward: the switch must drop compiled code, or a variant would measure the other forward."""
-    graphs = []
+def test_a_compiled_unet_runs_its_own_setting():
+    """TorchDynamo reuses a traced graph for another instance of the same class where its guards pass: the
+    setting must be guarded, or a model compiled after one of the other setting would run that one's graph."""
+    ran = []  # per call of a compiled model: whether the graph it ran computes channel means
 
     def backend(graph_module, example_inputs):
-        graphs.append(any("mean" in str(node.target) for node in graph_module.graph.nodes))
-        return graph_module.forward
+        means = any("mean" in str(node.target) for node in graph_module.graph.nodes)
 
+        def run(*args):
+            ran.append(means)
+            return graph_module.forward(*args)
+        return run
+
+    torch._dynamo.reset()
     x, t, y = torch.randn(2, 1, 8, 8), torch.tensor([1, 500]), torch.tensor([0, 10])
     with torch.no_grad():
-        torch.compile(UNet(tiny_unet_config()).eval(), backend=backend)(x, t, y)
-        with group_norm.implementation("channel_moments"):
-            torch.compile(UNet(tiny_unet_config()).eval(), backend=backend)(x, t, y)
-        torch.compile(UNet(tiny_unet_config()).eval(), backend=backend)(x, t, y)
-    assert graphs == [False, True, False]  # native (F.group_norm), channel moments (means), native again
+        for moments in (False, True, False):
+            net = UNet(replace(tiny_unet_config(), group_norm_moments=moments)).eval()
+            assert torch.allclose(torch.compile(net, backend=backend)(x, t, y), net(x, t, y), atol=1e-5)
+    assert ran == [False, True, False]  # native (F.group_norm), channel moments (means), native again
+
+
+def test_an_unknown_architecture_key_is_named():
+    from diffbench.errors import ParamsError
+
+    with pytest.raises(ParamsError, match=r"^architectures: unknown key\(s\) \['group_norm'\]"):
+        UNetConfig.from_params({"group_norm": "moments"}, 8, 1, 10)

@@ -43,6 +43,7 @@ OPTIONAL = {
     "metrics.inception_weights": "$DIFFBENCH_INCEPTION_WEIGHTS, else download",
     "guidance.classifier_scales": "no classifier-guided runs",
     "training.*.chosen_by": "no 'recipe chosen by' row in the model card",
+    "architectures.*.group_norm_moments": "false: F.group_norm's statistics (the same function)",
 }
 REQUIRED = ("samplers.*.kind",)  # exceptions to OPTIONAL
 # Texts that are not names from a known set: any value of the right type is accepted when params load

@@ -85,14 +85,14 @@ def test_a_sampling_variant_with_an_unknown_key_fails_in_one_line():
     with pytest.raises(SystemExit) as error:
         throughput.parse_args(["--smoke", "--sample-variants", "lr=0.1"])
     assert str(error.value) == ("--sample-variants 'lr=0.1': 'lr=0.1' is not KEY=VALUE with KEY one of "
-                                "channels_last, batch_size, force_layout, coordinate_descent, max_autotune, cudagraphs, "
-                                "group_norm_moments")
+                                "channels_last, batch_size, group_norm_moments, force_layout, coordinate_descent, "
+                                "max_autotune, cudagraphs")
 
 
 @pytest.mark.parametrize("text, message", [
     ("channels_last=yes", "channels_last must be true or false, got 'yes'"),
     ("batch_size=0", "batch_size must be an integer >= 1, got '0'"),
-    ("lr=0.1", "'lr=0.1' is not KEY=VALUE with KEY one of channels_last, batch_size, force_layout"),
+    ("lr=0.1", "'lr=0.1' is not KEY=VALUE with KEY one of channels_last, batch_size, group_norm_moments, force_layout"),
     ("cudagraphs=1", "cudagraphs must be true or false, got '1'"),
     ("channels_last", "'channels_last' is not KEY=VALUE"),
 ])
@@ -118,25 +118,41 @@ def test_inductor_levers_hold_inside_their_row_only():
         assert config.coordinate_descent_tuning == before[0]
     assert (config.coordinate_descent_tuning, config.max_autotune, config.max_autotune_pointwise,
             config.triton.cudagraphs) == before
-    with pytest.raises(ValueError, match="not one of force_layout, coordinate_descent, max_autotune, cudagraphs, "
-                                         "group_norm_moments"):
+    with pytest.raises(ValueError, match="not one of force_layout, coordinate_descent, max_autotune, cudagraphs$"):
         inductor_levers.patch_of({"fast": True})
     with inductor_levers.patched({"force_layout": True}):
         assert config.force_layout_optimization
     assert not config.force_layout_optimization
 
 
-def test_the_group_norm_lever_switches_the_models_group_norm_inside_its_row_only():
+def test_a_group_norm_variant_changes_the_architecture_setting_of_its_row_only():
+    """group_norm_moments is a params key of the model: a variant builds the training and sampling U-Nets with the
+    other GroupNorm, and a variant that restates the params is no row of its own."""
     import inductor_levers
+    import sampling_speed
 
-    from diffbench import group_norm
+    from diffbench import distributed
+    from diffbench.config import load_params
+    from diffbench.group_norm import GroupNorm
+    from diffbench.training import make_trainer
 
     settings, levers = inductor_levers.split({"batch_size": 8, "group_norm_moments": True})
-    assert settings == {"batch_size": 8} and levers == {"group_norm_moments": True}
-    assert inductor_levers.patch_of(levers) == {}  # not an inductor setting
-    with inductor_levers.patched(levers):
-        assert group_norm.current() == "channel_moments"
-    assert group_norm.current() == "native"
+    assert settings == {"batch_size": 8, "group_norm_moments": True} and levers == {}
+    params = load_params(ROOT / "profiles" / "quick" / "params.yaml")
+    assert "group_norm_moments" not in params.section("architectures")["mnist"]  # the quick profile: native
+
+    def moments(net):
+        return {m.moments for m in net.modules() if isinstance(m, GroupNorm)}
+
+    ctx = distributed.Context(rank=0, world_size=1, device=torch.device("cpu"))
+    trainer = make_trainer(params, "mnist", "linear", (28, 28, 1), 10, ctx, "benchmark",
+                           architecture={"group_norm_moments": True})
+    assert moments(trainer.model) == {True}
+    assert moments(make_trainer(params, "mnist", "linear", (28, 28, 1), 10, ctx, "benchmark").model) == {False}
+    assert moments(sampling_speed.pipeline_model(params, "mnist", torch.device("cpu"), group_norm_moments=True).net) == {True}
+    assert moments(sampling_speed.pipeline_model(params, "mnist", torch.device("cpu")).net) == {False}
+    assert throughput.same_as_params(params, "mnist", {"group_norm_moments": False})
+    assert not throughput.same_as_params(params, "mnist", {"group_norm_moments": True})
 
 
 def test_extraction_profile_times_the_extract_calls():
@@ -534,3 +550,22 @@ def test_the_ratio_names_the_diffusers_mode_it_beat_and_only_measured_modes_comp
     target = performance_report.ratio_target("training", "≥ 1.5×", 6000.0, (5000.0, "compile"), 1.5)
     assert target.measured == "1.20× (6000 vs 5000 img/s, diffusers compile)" and target.met is False
     assert performance_report.ratio_target("training", "≥ 1.5×", 6000.0, None, 1.5).measured == "not measured"
+
+
+def test_a_merged_report_merges_again_keeping_its_runs_and_row_commits(smoke, tmp_path):
+    """The committed reports/performance.json is itself a merge: a new run is merged onto it."""
+    results, _ = smoke
+    paths = []
+    for name, commit, parts in (("a", "a" * 40, ("training", "sampling")), ("b", "b" * 40, ("training",)),
+                                ("c", "c" * 40, ("training", "sampling", "profile"))):
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps({"header": results["header"] | {"commit": commit, "command": f"run {name}"}}
+                                        | {part: results[part] for part in parts}))
+    (tmp_path / "ab.json").write_text(json.dumps(throughput.merged([str(paths[0]), str(paths[1])])))
+    again = throughput.merged([str(tmp_path / "ab.json"), str(paths[2])])
+    assert again == throughput.merged([str(path) for path in paths])
+    assert [(run["commit"][0], run["parts"]) for run in again["header"]["runs"]] == [
+        ("a", ["training"]), ("b", ["training"]), ("c", ["training", "sampling"])]
+    assert {row["commit"][0] for row in again["training"]["rows"]} == {"a", "b", "c"}
+    assert set(again["training"]["steps_by_run"]) == {"a" * 40, "b" * 40, "c" * 40}
+    assert all(title.count("`ccccccc`") == 1 for title in again["profile"])

@@ -1,6 +1,7 @@
 import hashlib
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -336,6 +337,15 @@ def test_stage_nan_batch_is_one_line_naming_the_step_and_keeps_the_good_checkpoi
     assert sha256(stage_dir / "checkpoint.pt") == seen["checkpoint"]
     assert load_file(stage_dir / "checkpoint.pt")["step"] == 4
     assert not any((stage_dir / name).exists() for name in ("model.pt", "model_card.md", "train.json"))
+
+
+def test_group_norm_moments_is_not_in_the_run_signature():
+    """A checkpoint trained with either GroupNorm statistics resumes under the other: the same function."""
+    schedule = NoiseSchedule.named("linear", 100)
+    signatures = {run_signature(replace(tiny_unet_config(), group_norm_moments=on), schedule, config(), 0, "data")
+                  for on in (False, True)}
+    assert len(signatures) == 1
+    assert run_signature(replace(tiny_unet_config(), channels=8), schedule, config(), 0, "data") not in signatures
 
 
 def test_compile_options_cuda_graphs_on_one_cuda_device_layout_on_cuda_neither_in_the_signature():
