@@ -153,3 +153,20 @@ def test_float_timesteps_leave_the_networks_output_unchanged(tiny_unet):
         assert torch.equal(float_timesteps(spy)(x, t, labels), tiny_unet(x, t, labels))
         assert torch.equal(float_timesteps(spy)(x, t.double(), labels), tiny_unet(x, t.double(), labels))
     assert seen == [torch.float32, torch.float32]  # one input dtype: one compiled graph for every sampler
+
+
+def test_a_model_file_keeps_its_group_norm_setting_and_an_older_file_loads_native(model_file, tiny_unet):
+    from dataclasses import asdict, replace
+
+    from diffbench.checkpoint import load_model_file
+    from diffbench.group_norm import GroupNorm
+
+    def moments(model):
+        return {m.moments for m in model.net.modules() if isinstance(m, GroupNorm)}
+
+    state = load_model_file(str(model_file))
+    older = state | {"unet": {k: v for k, v in state["unet"].items() if k != "group_norm_moments"}}
+    save_atomic(older, model_file)  # a file written before the setting existed
+    assert moments(load_model(str(model_file), torch.device("cpu"))) == {False}
+    save_atomic(state | {"unet": asdict(replace(tiny_unet.config, group_norm_moments=True))}, model_file.parent / "m.pt")
+    assert moments(load_model(str(model_file.parent / "m.pt"), torch.device("cpu"))) == {True}
