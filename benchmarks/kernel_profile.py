@@ -21,7 +21,8 @@ RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("optimizer/EMA", ("adam", "foreach", "lerp", "multi_tensor", "ema_")),
     ("attention", ("flash", "fmha", "attention", "softmax", "sdpa", "bmm")),  # bmm: only attention has batched GEMMs
     ("normalisation", ("group_norm", "groupnorm", "layer_norm", "layernorm", "batch_norm", "native_norm",
-                       "welford")),
+                       "welford", "bn_fw", "bn_bw")),  # bn_fw/bn_bw: cuDNN's BatchNorm kernels (Inception's)
+    ("pooling", ("pool",)),  # Inception's max and average pools: 19% of its time on 2026-12-03, once "other"
     ("copies", ("memcpy", "memset", "copy", "nchwtonhwc", "nhwctonchw", "transpose", "clone", "contiguous",
                 "aten::cat", "cat_", "aten::index", "index_", "indexfunc", "gather", "scatter")),
     ("convolution", ("conv", "gemm", "xmma", "cutlass", "cudnn", "wgrad", "dgrad", "fprop", "implicit",
