@@ -32,7 +32,6 @@ from contextlib import contextmanager
 
 import torch._inductor.config as inductor_config
 
-
 SETTINGS: dict[str, tuple[str, ...]] = {
     "force_layout": ("force_layout_optimization",),
     "coordinate_descent": ("coordinate_descent_tuning",),
@@ -43,24 +42,24 @@ KEYS = {key: bool for key in SETTINGS}  # variant keys: all take true or false
 
 
 def split(variant: dict | None, settings: frozenset[str] = frozenset()) -> tuple[dict, dict]:
-    """(the variant's other settings, its inductor levers); keys in ``settings`` are the
-    pipeline's own settings (training's ``cudagraphs`` and ``force_layout`` are params keys that the Trainer
-    passes to torch.compile), never patched levers."""
+    """(the variant's other settings, its inductor levers); keys in ``settings`` are the pipeline's own settings
+    (training's ``cudagraphs`` and ``force_layout`` are params keys that the Trainer passes to torch.compile),
+    never patched levers."""
     variant = variant or {}
-    levers = {k: v for k, v in variant.items() if k in KEYS and k not in settings}
+    levers = {k: v for k, v in variant.items() if k in SETTINGS and k not in settings}
     return {k: v for k, v in variant.items() if k not in levers}, levers
 
 
 def patch_of(levers: dict) -> dict[str, bool]:
     """Inductor config names and values for ``levers`` (``{"cudagraphs": True}`` → ``{"triton.cudagraphs": True}``)."""
-    unknown = sorted(set(levers) - set(KEYS))
+    unknown = sorted(set(levers) - set(SETTINGS))
     if unknown:
-        raise ValueError(f"levers {unknown}: not one of {', '.join(KEYS)}")
-    return {name: bool(value) for key, value in levers.items() if key in SETTINGS for name in SETTINGS[key]}
+        raise ValueError(f"inductor levers {unknown}: not one of {', '.join(SETTINGS)}")
+    return {name: bool(value) for key, value in levers.items() for name in SETTINGS[key]}
 
 
 @contextmanager
 def patched(levers: dict) -> Iterator[None]:
-    """Inductor compiles (and replays) with ``levers`` inside the block; the settings come back after it."""
+    """Inductor compiles (and replays) with ``levers`` inside the block; its settings come back after it."""
     with inductor_config.patch(patch_of(levers)):
         yield
