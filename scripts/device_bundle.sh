@@ -2,24 +2,28 @@
 # Pack what a bare GPU machine of the device tool needs (wheels, data, the FID Inception weights) into one
 # folder per call, each small enough to travel with the working tree (64 MiB a call in all), and print the
 # calls that install it there with scripts/device_setup.sh. Run here, in the repository root:
-#   scripts/device_bundle.sh [DIR]      # DIR default .gpu (git-ignored); SHARED default ../shared
-# Needs DIFFBENCH_INCEPTION_WEIGHTS (README "Offline use"); the wheels are built once (~21 MB,
-# ../shared/tools/gpu-wheelhouse.sh) and kept, the rest is copied again each time.
+#   scripts/device_bundle.sh [DIR]      # DIR default .gpu (git-ignored)
+# Needs DIFFBENCH_DATA_DIR and DIFFBENCH_INCEPTION_WEIGHTS (README "Offline use"), and WHEELHOUSE: a folder
+# of Python 3.12 wheels for the machine (dvc, dvclive, torch-fidelity, diffusers and what they need that
+# its image lacks; ~26 MB), copied once into DIR and kept; the rest is copied again each time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-dir=${1:-.gpu}; shared=${SHARED:-../shared}
+dir=${1:-.gpu}
+data=${DIFFBENCH_DATA_DIR:?set DIFFBENCH_DATA_DIR to the folder holding mnist/ and cifar10-jpeg/}
 weights=${DIFFBENCH_INCEPTION_WEIGHTS:?set DIFFBENCH_INCEPTION_WEIGHTS to the FID Inception weights (.pth)}
 limit=$((64 * 1024 * 1024))
-for need in "$weights" "$shared/data/mnist" "$shared/data/cifar10-jpeg/cifar10-jpeg.tar.gz"; do
+for need in "$weights" "$data/mnist" "$data/cifar10-jpeg/cifar10-jpeg.tar.gz"; do
   [[ -e $need ]] || { echo "device_bundle: $need: missing" >&2; exit 2; }
 done
 mkdir -p "$dir"/call{1,2,3,4}
 if ! compgen -G "$dir/call1/wheels/*.whl" >/dev/null; then
-  bash "$shared/tools/gpu-wheelhouse.sh" "$dir/call1/wheels" "dvc==3.67.1" dvclive torch-fidelity diffusers
+  wheels=${WHEELHOUSE:?set WHEELHOUSE to a folder of Python 3.12 wheels for the GPU machine (dvc, torch-fidelity, diffusers)}
+  compgen -G "$wheels/*.whl" >/dev/null || { echo "device_bundle: WHEELHOUSE $wheels: no .whl files" >&2; exit 2; }
+  mkdir -p "$dir/call1/wheels" && cp "$wheels"/*.whl "$dir/call1/wheels/"
 fi
 rm -rf "$dir/call1/mnist" "$dir"/call{2,3,4}/*
-cp -r "$shared/data/mnist" "$dir/call1/mnist"
-cp "$shared/data/cifar10-jpeg/cifar10-jpeg.tar.gz" "$dir/call2/"
+cp -r "$data/mnist" "$dir/call1/mnist"
+cp "$data/cifar10-jpeg/cifar10-jpeg.tar.gz" "$dir/call2/"
 size=$(stat -c %s "$weights"); part=$(( (size + 2) / 3 ))
 for i in 0 1 2; do
   dd if="$weights" of="$dir/call$((i + 2))/inception.part$i" bs="$part" skip="$i" count=1 status=none

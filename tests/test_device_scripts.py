@@ -17,19 +17,28 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def bundle(tmp_path: Path) -> tuple[Path, bytes, str]:
-    shared = tmp_path / "shared"
-    (shared / "data" / "mnist").mkdir(parents=True)
-    (shared / "data" / "mnist" / "train-images-idx3-ubyte.gz").write_bytes(b"mnist")
-    (shared / "data" / "cifar10-jpeg").mkdir()
-    (shared / "data" / "cifar10-jpeg" / "cifar10-jpeg.tar.gz").write_bytes(b"cifar")
+    data = tmp_path / "data"
+    (data / "mnist").mkdir(parents=True)
+    (data / "mnist" / "train-images-idx3-ubyte.gz").write_bytes(b"mnist")
+    (data / "cifar10-jpeg").mkdir()
+    (data / "cifar10-jpeg" / "cifar10-jpeg.tar.gz").write_bytes(b"cifar")
+    wheelhouse = tmp_path / "wheelhouse"
+    wheelhouse.mkdir()
+    (wheelhouse / "built-0-py3-none-any.whl").write_bytes(b"wheel")
     weights = os.urandom(100_003)  # not a multiple of 3: the last part is shorter
     (tmp_path / "inception.pth").write_bytes(weights)
     out = tmp_path / "bundle"
-    (out / "call1" / "wheels").mkdir(parents=True)
-    (out / "call1" / "wheels" / "built-0-py3-none-any.whl").write_bytes(b"kept")  # no wheelhouse build
+    env = os.environ | {"DIFFBENCH_DATA_DIR": str(data), "DIFFBENCH_INCEPTION_WEIGHTS": str(tmp_path / "inception.pth")}
+    missing = subprocess.run(["bash", "scripts/device_bundle.sh", str(out)], cwd=ROOT, capture_output=True,
+                             text=True, env={k: v for k, v in env.items() if k != "WHEELHOUSE"})
+    assert missing.returncode != 0 and "set WHEELHOUSE to a folder of Python 3.12 wheels" in missing.stderr
     result = subprocess.run(["bash", "scripts/device_bundle.sh", str(out)], cwd=ROOT, capture_output=True, text=True,
-                            env=os.environ | {"SHARED": str(shared), "DIFFBENCH_INCEPTION_WEIGHTS": str(tmp_path / "inception.pth")})
+                            env=env | {"WHEELHOUSE": str(wheelhouse)})
     assert result.returncode == 0, result.stderr
+    (wheelhouse / "built-0-py3-none-any.whl").write_bytes(b"rebuilt")  # the bundle's copy is kept once made
+    again = subprocess.run(["bash", "scripts/device_bundle.sh", str(out)], cwd=ROOT, capture_output=True, text=True,
+                           env=env)
+    assert again.returncode == 0, again.stderr
     return out, weights, result.stdout
 
 
@@ -38,7 +47,7 @@ def test_the_bundle_splits_the_weights_over_three_calls_and_prints_each_call(bun
     parts = [out / f"call{i + 2}" / f"inception.part{i}" for i in range(3)]
     assert b"".join(part.read_bytes() for part in parts) == weights
     assert (out / "call4" / "inception.sha256").read_text().strip() == hashlib.sha256(weights).hexdigest()
-    assert (out / "call1" / "wheels" / "built-0-py3-none-any.whl").read_bytes() == b"kept"
+    assert (out / "call1" / "wheels" / "built-0-py3-none-any.whl").read_bytes() == b"wheel"
     assert (out / "call1" / "mnist" / "train-images-idx3-ubyte.gz").read_bytes() == b"mnist"
     assert (out / "call2" / "cifar10-jpeg.tar.gz").read_bytes() == b"cifar"
     for call in range(1, 5):
